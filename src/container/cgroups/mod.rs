@@ -1,0 +1,28 @@
+//! Cgroups of containers, on cgroup v1 (legacy and hybrid hosts) and pure cgroup v2.
+//!
+//! The daemon detects the hierarchies once ([`Hierarchies::detect`], from the mount table),
+//! parses a spec's `linux.cgroupsPath` ([`CgroupPath::parse`]) and creates the container's
+//! cgroup ([`Cgroup::create`]). The [`Cgroup`] value (serializable) goes to the spawner, whose
+//! child joins it ([`Cgroup::join`], or `CLONE_INTO_CGROUP` with [`Cgroup::open_dir_fd`] on pure
+//! v2). Kill with `all` uses [`Cgroup::kill_all`]; Delete uses [`Cgroup::remove`].
+//!
+//! Plain cgroupfs file operations only: no systemd client (a systemd `cgroupsPath` is mapped to
+//! the directory systemd would use), no freezer for kill, and only the common resource limits.
+//! Every root comes from the mount table text, so tests run on a temporary directory.
+
+mod cgroup;
+mod error;
+mod files;
+mod hierarchy;
+mod kill;
+mod path;
+mod resources;
+
+pub use cgroup::{Cgroup, CgroupDir};
+pub use error::CgroupError;
+pub use hierarchy::{CgroupMode, Hierarchies, Hierarchy, MOUNTINFO_PATH, PROC_CGROUP_PATH};
+pub use path::CgroupPath;
+pub use resources::cpu_shares_to_weight;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! The container init's setup, as one linear sequence of named steps.
+//!
+//! [`prepare`] runs in the container's init: a clone of the spawner's per-request helper, so
+//! single-threaded, already in the container's cgroup and in its new or joined namespaces, with
+//! the host's mount tree still visible (as a private copy). It returns the program ready to
+//! exec; the caller reports "ready", waits for "start" and calls [`Exec::exec`]. Nothing here
+//! logs: every failure is an [`InitError`] whose text names the step, the path or value and the
+//! errno; things skipped travel as [`Exec::warnings`].
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::unistd::chdir;
+use oci_spec::runtime::{Linux, Process, Spec};
+
+use super::InitConfig;
+use super::capabilities::{
+    CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
+    plan_capabilities, read_available,
+};
+use super::credentials::switch_user;
+use super::devices::{bind_console, create_dev_symlinks, create_devices, link_ptmx, plan_devices};
+use super::exec::{find_executable, path_variable};
+use super::fds::{install_stdio, reopen_dev_null};
+use super::hostname::set_host_and_domain_name;
+use super::in_root::RootDir;
+use super::masks::{make_paths_readonly, mask_paths};
+use super::namespaces::{NamespaceKind, NamespacePlan};
+use super::pivot::pivot_into;
+use super::process_attrs::{set_no_new_privileges, set_oom_score_adj, set_umask};
+use super::rlimits::apply_rlimits;
+use super::rootfs::{
+    make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
+};
+use super::sysctl::{apply_sysctls, check_sysctl};
+
+pub use super::error::InitError;
+pub use super::exec::Exec;
+
+/// The capability sets to apply, decided before anything changed.
+struct CapabilityStep {
+    plan: CapabilityPlan,
+    last_cap: u32,
+}
+
+/// Sets the container up, from stdio to the resolved executable. See the module docs.
+pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitError> {
+    let spec = &config.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process is missing"))?;
+    let namespaces = NamespacePlan::from_spec(spec)?;
+    check_spec(spec, process, &namespaces)?;
+    // First, so the fd layout is final before /dev/null is re-opened and fds are swept.
+    install_stdio(stdio, process.terminal().unwrap_or(false))?;
+    // Through the host's /proc and with the runtime's privileges, both gone further down.
+    if let Some(value) = process.oom_score_adj() {
+        set_oom_score_adj(value)?;
+    }
+    // Before any mount: a spec asking for a capability we lack fails without side effects.
+    let (capabilities, mut warnings) = plan_capability_step(process)?;
+    build_rootfs(config, process, &namespaces)?;
+    configure_kernel_state(spec, &namespaces)?;
+    drop_privileges(process, capabilities.as_ref())?;
+    set_umask(process.user().umask());
+    // After the switch to the container user, so the permission checks are the user's.
+    chdir(process.cwd()).map_err(|errno| InitError::Cwd {
+        path: process.cwd().clone(),
+        errno,
+    })?;
+    warnings.extend(ignored_spec_fields(spec));
+    build_exec(process, warnings)
+}
+
+/// What must hold before anything changes.
+fn check_spec(spec: &Spec, process: &Process, namespaces: &NamespacePlan) -> Result<(), InitError> {
+    // Every mount below would otherwise land in the host's (or another container's) tree.
+    if !namespaces.is_new(NamespaceKind::Mount) {
+        return Err(invalid("the container needs a new mount namespace"));
+    }
+    if !process.cwd().is_absolute() {
+        let cwd = process.cwd().display();
+        return Err(invalid(&format!("process.cwd {cwd:?} is not absolute")));
+    }
+    if process.args().as_ref().is_none_or(|args| args.is_empty()) {
+        return Err(invalid("process.args is empty"));
+    }
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    for key in sysctls.into_iter().flat_map(|s| s.keys()) {
+        check_sysctl(key, namespaces)?;
+    }
+    Ok(())
+}
+
+fn plan_capability_step(
+    process: &Process,
+) -> Result<(Option<CapabilityStep>, Vec<String>), InitError> {
+    // No capabilities in the spec: the process keeps what it has, as with runc.
+    let Some(spec_caps) = process.capabilities() else {
+        return Ok((None, Vec::new()));
+    };
+    let last_cap = last_cap();
+    let (plan, warnings) = plan_capabilities(spec_caps, last_cap);
+    check_capabilities(&plan, read_available(last_cap)?)?;
+    Ok((Some(CapabilityStep { plan, last_cap }), warnings))
+}
+
+/// Mounts, devices and pivot_root: the container's filesystem view.
+fn build_rootfs(
+    config: &InitConfig,
+    process: &Process,
+    namespaces: &NamespacePlan,
+) -> Result<(), InitError> {
+    let linux = config.spec.linux().as_ref();
+    let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
+    prepare_root(&config.rootfs, root_propagation(propagation)?)?;
+    // Opened after the self-bind: an fd from before would refer to the covered directory.
+    let root = open_root(&config.rootfs)?;
+    // The daemon mounts the rootfs at <bundle>/rootfs: relative bind sources are bundle paths.
+    let bundle = config.rootfs.parent().unwrap_or(Path::new("/"));
+    let mounts = config.spec.mounts().as_deref().unwrap_or_default();
+    let dev = mount_all(&root, mounts, bundle, namespaces)?;
+    if dev.create_devices {
+        populate_dev(&root, linux, process.terminal().unwrap_or(false))?;
+    }
+    if let Some(flags) = dev.remount_flags {
+        remount_dev_readonly(&root, flags)?;
+    }
+    // No fd on the host-side rootfs path may outlive the pivot (CVE-2024-21626 class).
+    drop(root);
+    pivot_into(&config.rootfs)?;
+    if dev.create_devices {
+        reopen_dev_null()?;
+    }
+    Ok(())
+}
+
+fn populate_dev(root: &RootDir, linux: Option<&Linux>, terminal: bool) -> Result<(), InitError> {
+    let spec_devices = linux
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
+    create_devices(root, &plan_devices(spec_devices)?)?;
+    link_ptmx(root)?;
+    create_dev_symlinks(root)?;
+    if terminal {
+        bind_console(root)?;
+    }
+    Ok(())
+}
+
+/// What the container sees of the kernel: names, sysctls, hidden and read-only paths.
+fn configure_kernel_state(spec: &Spec, namespaces: &NamespacePlan) -> Result<(), InitError> {
+    set_host_and_domain_name(spec, namespaces)?;
+    let root = open_root(Path::new("/"))?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    // Before readonlyPaths: /proc/sys is usually one of them, and the writes would get EROFS.
+    if let Some(sysctls) = linux.sysctl() {
+        apply_sysctls(&root, sysctls, namespaces)?;
+    }
+    make_paths_readonly(&root, linux.readonly_paths().as_deref().unwrap_or_default())?;
+    mask_paths(&root, linux.masked_paths().as_deref().unwrap_or_default())?;
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        make_root_readonly()?;
+    }
+    Ok(())
+}
+
+/// Limits, no_new_privs, then user and capabilities, in the order the kernel requires.
+fn drop_privileges(
+    process: &Process,
+    capabilities: Option<&CapabilityStep>,
+) -> Result<(), InitError> {
+    // Before the user switch: raising a hard limit needs CAP_SYS_RESOURCE.
+    apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if process.no_new_privileges() == Some(true) {
+        set_no_new_privileges()?;
+    }
+    // PR_CAPBSET_DROP needs CAP_SETPCAP, which the switch to a non-root user clears.
+    if let Some(step) = capabilities {
+        drop_bounding(&step.plan, step.last_cap)?;
+    }
+    switch_user(process.user())?;
+    if let Some(step) = capabilities {
+        apply_capabilities(&step.plan)?;
+    }
+    Ok(())
+}
+
+/// Resolves the executable inside the new root as the final user, and builds the C strings.
+fn build_exec(process: &Process, warnings: Vec<String>) -> Result<Exec, InitError> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let env = process.env().as_deref().unwrap_or_default();
+    let arg0 = args.first().map_or("", String::as_str);
+    let path = find_executable(arg0, path_variable(env), Path::new("/"), process.cwd())?;
+    Exec::new(&path, args, env, warnings)
+}
+
+/// Spec fields this runtime does not apply yet, so that the daemon can say so.
+fn ignored_spec_fields(spec: &Spec) -> Vec<String> {
+    let process = spec.process().as_ref();
+    let linux = spec.linux().as_ref();
+    let fields = [
+        (
+            "linux.seccomp",
+            linux.is_some_and(|l| l.seccomp().is_some()),
+        ),
+        (
+            "linux.personality",
+            linux.is_some_and(|l| l.personality().is_some()),
+        ),
+        (
+            "linux.intelRdt",
+            linux.is_some_and(|l| l.intel_rdt().is_some()),
+        ),
+        (
+            "process.apparmorProfile",
+            process.is_some_and(|p| p.apparmor_profile().is_some()),
+        ),
+        (
+            "process.selinuxLabel",
+            process.is_some_and(|p| p.selinux_label().is_some()),
+        ),
+        (
+            "process.ioPriority",
+            process.is_some_and(|p| p.io_priority().is_some()),
+        ),
+        (
+            "process.scheduler",
+            process.is_some_and(|p| p.scheduler().is_some()),
+        ),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, present)| *present)
+        .map(|(name, _)| format!("{name} is not applied by this runtime yet"))
+        .collect()
+}
+
+fn open_root(path: &Path) -> Result<RootDir, InitError> {
+    RootDir::open(path).map_err(|errno| InitError::Resolve {
+        action: "open root",
+        path: path.to_owned(),
+        rootfs: path.to_owned(),
+        errno,
+    })
+}
+
+fn invalid(reason: &str) -> InitError {
+    InitError::InvalidSpec(reason.to_owned())
+}

@@ -1,0 +1,44 @@
+//! Everything that turns an OCI `config.json` into a process inside its namespaces.
+//!
+//! The daemon uses this module only for pure work (loading and validating the spec, cgroup
+//! directories). The setup steps themselves (`init::prepare`) run in the container's init, a
+//! descendant of the single-threaded spawner, never in the threaded daemon.
+
+pub mod capabilities;
+pub mod cgroup_mount;
+pub mod cgroups;
+pub mod credentials;
+pub mod devices;
+pub mod error;
+pub mod exec;
+pub mod fds;
+pub mod hostname;
+pub mod in_root;
+pub mod init;
+pub mod masks;
+pub mod mount_options;
+pub mod mountinfo;
+pub mod mounts;
+pub mod namespaces;
+pub mod pivot;
+pub mod process_attrs;
+pub mod rlimits;
+pub mod rootfs;
+pub mod sys;
+pub mod sysctl;
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+/// What a container init needs to set itself up, computed by the daemon before any fork.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    /// The container id (for error messages).
+    pub id: String,
+    /// The validated spec from the bundle's `config.json`.
+    pub spec: Spec,
+    /// Absolute host path of the container's root filesystem, already mounted by the daemon.
+    pub rootfs: PathBuf,
+}

@@ -1,0 +1,347 @@
+//! Which namespaces a container gets: new ones (clone flags) and existing ones joined by path.
+//!
+//! The daemon computes the plan from the spec before any fork ([`NamespacePlan::from_spec`]); the
+//! spawner's per-request helper calls [`NamespacePlan::join_all`] and then clones the init with
+//! [`NamespacePlan::new_flags`]. A namespace type absent from the spec is shared with the host.
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::libc;
+use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+/// `CLONE_NEWTIME` (not in libc's Linux constants; only usable with clone3 or unshare).
+const CLONE_NEWTIME: u64 = 0x80;
+
+/// A kind of Linux namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NamespaceKind {
+    Mount,
+    Cgroup,
+    Uts,
+    Ipc,
+    User,
+    Pid,
+    Net,
+    Time,
+}
+
+impl NamespaceKind {
+    /// The `CLONE_NEW*` flag for this kind (also the `nstype` setns expects).
+    pub fn clone_flag(self) -> u64 {
+        let flag = match self {
+            Self::Mount => libc::CLONE_NEWNS,
+            Self::Cgroup => libc::CLONE_NEWCGROUP,
+            Self::Uts => libc::CLONE_NEWUTS,
+            Self::Ipc => libc::CLONE_NEWIPC,
+            Self::User => libc::CLONE_NEWUSER,
+            Self::Pid => libc::CLONE_NEWPID,
+            Self::Net => libc::CLONE_NEWNET,
+            Self::Time => return CLONE_NEWTIME,
+        };
+        flag as u64
+    }
+
+    /// The name the kernel uses in `/proc/<pid>/ns/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mount => "mnt",
+            Self::Cgroup => "cgroup",
+            Self::Uts => "uts",
+            Self::Ipc => "ipc",
+            Self::User => "user",
+            Self::Pid => "pid",
+            Self::Net => "net",
+            Self::Time => "time",
+        }
+    }
+
+    fn from_oci(typ: LinuxNamespaceType) -> Self {
+        match typ {
+            LinuxNamespaceType::Mount => Self::Mount,
+            LinuxNamespaceType::Cgroup => Self::Cgroup,
+            LinuxNamespaceType::Uts => Self::Uts,
+            LinuxNamespaceType::Ipc => Self::Ipc,
+            LinuxNamespaceType::User => Self::User,
+            LinuxNamespaceType::Pid => Self::Pid,
+            LinuxNamespaceType::Network => Self::Net,
+            LinuxNamespaceType::Time => Self::Time,
+        }
+    }
+}
+
+/// Why the spec's namespaces cannot be honoured, or joining one failed.
+#[derive(Debug)]
+pub enum NamespaceError {
+    /// The spec lists the same namespace type twice.
+    Duplicate(NamespaceKind),
+    /// A namespace type (or feature) this runtime does not support yet.
+    Unsupported(&'static str),
+    /// A namespace path that is not absolute.
+    RelativePath { kind: NamespaceKind, path: PathBuf },
+    /// Opening a namespace path.
+    Open {
+        kind: NamespaceKind,
+        path: PathBuf,
+        errno: Errno,
+    },
+    /// setns on an opened namespace path.
+    Join {
+        kind: NamespaceKind,
+        path: PathBuf,
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for NamespaceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Duplicate(kind) => {
+                write!(f, "namespaces: {} is listed more than once", kind.name())
+            }
+            Self::Unsupported(what) => write!(f, "namespaces: {what} is not supported yet"),
+            Self::RelativePath { kind, path } => write!(
+                f,
+                "namespaces: {} namespace path {} is not absolute",
+                kind.name(),
+                path.display()
+            ),
+            Self::Open { kind, path, errno } => write!(
+                f,
+                "open {} namespace {}: {}",
+                kind.name(),
+                path.display(),
+                errno.desc()
+            ),
+            Self::Join { kind, path, errno } => write!(
+                f,
+                "join {} namespace {}: {}",
+                kind.name(),
+                path.display(),
+                errno.desc()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NamespaceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Open { errno, .. } | Self::Join { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+/// The namespaces of a new container: created at clone, or joined by path before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespacePlan {
+    /// `CLONE_NEW*` flags for the clone of the init: spec namespaces without a path.
+    pub new_flags: u64,
+    /// Existing namespaces to join before that clone, the mount namespace last.
+    pub join: Vec<(NamespaceKind, PathBuf)>,
+}
+
+impl NamespacePlan {
+    /// Builds the plan from `linux.namespaces`. Rejects duplicates, relative paths, user
+    /// namespaces and time offsets (not supported yet).
+    pub fn from_spec(spec: &Spec) -> Result<Self, NamespaceError> {
+        let Some(linux) = spec.linux() else {
+            return Ok(Self::default());
+        };
+        if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) {
+            return Err(NamespaceError::Unsupported("linux.timeOffsets"));
+        }
+        let mut plan = Self::default();
+        let mut seen = Vec::new();
+        for namespace in linux.namespaces().iter().flatten() {
+            let kind = NamespaceKind::from_oci(namespace.typ());
+            if seen.contains(&kind) {
+                return Err(NamespaceError::Duplicate(kind));
+            }
+            seen.push(kind);
+            if kind == NamespaceKind::User {
+                return Err(NamespaceError::Unsupported("the user namespace"));
+            }
+            match namespace.path() {
+                Some(path) if !path.is_absolute() => {
+                    return Err(NamespaceError::RelativePath {
+                        kind,
+                        path: path.clone(),
+                    });
+                }
+                Some(path) => plan.join.push((kind, path.clone())),
+                None => plan.new_flags |= kind.clone_flag(),
+            }
+        }
+        // After setns into another mount namespace, the remaining paths would be looked up in
+        // that namespace's tree (where they may not exist): the mount namespace goes last.
+        plan.join
+            .sort_by_key(|(kind, _)| *kind == NamespaceKind::Mount);
+        Ok(plan)
+    }
+
+    /// Whether the container gets a new namespace of this kind at clone.
+    pub fn is_new(&self, kind: NamespaceKind) -> bool {
+        self.new_flags & kind.clone_flag() != 0
+    }
+
+    /// Whether the container joins an existing namespace of this kind.
+    pub fn is_joined(&self, kind: NamespaceKind) -> bool {
+        self.join.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// Whether the container has its own namespace of this kind (new or joined), as opposed to
+    /// sharing the host's.
+    pub fn is_private(&self, kind: NamespaceKind) -> bool {
+        self.is_new(kind) || self.is_joined(kind)
+    }
+
+    /// Joins every namespace of `join` (call in the process that then clones the init).
+    ///
+    /// Opens every path first and only then calls setns, as runc's nsexec does: once in another
+    /// mount namespace (joined last) or another pid namespace's /proc, later paths may not
+    /// resolve any more.
+    pub fn join_all(&self) -> Result<(), NamespaceError> {
+        let mut opened = Vec::with_capacity(self.join.len());
+        for (kind, path) in &self.join {
+            let fd = open_namespace(*kind, path)?;
+            opened.push((*kind, path, fd));
+        }
+        opened.sort_by_key(|(kind, _, _)| *kind == NamespaceKind::Mount);
+        for (kind, path, fd) in opened {
+            let nstype = CloneFlags::from_bits_retain(kind.clone_flag() as libc::c_int);
+            setns(&fd, nstype).map_err(|errno| NamespaceError::Join {
+                kind,
+                path: path.clone(),
+                errno,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn open_namespace(kind: NamespaceKind, path: &PathBuf) -> Result<OwnedFd, NamespaceError> {
+    open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| {
+        NamespaceError::Open {
+            kind,
+            path: path.clone(),
+            errno,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(namespaces: serde_json::Value) -> Spec {
+        let json = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": { "namespaces": namespaces },
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn new_namespaces_become_clone_flags() {
+        let spec = spec_with(serde_json::json!([
+            {"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"},
+            {"type": "network"}, {"type": "cgroup"}, {"type": "time"}
+        ]));
+        let plan = NamespacePlan::from_spec(&spec).unwrap();
+        let expected = libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWCGROUP;
+        assert_eq!(plan.new_flags, expected as u64 | CLONE_NEWTIME);
+        assert!(plan.join.is_empty());
+        assert!(plan.is_new(NamespaceKind::Net) && plan.is_private(NamespaceKind::Net));
+    }
+
+    #[test]
+    fn paths_are_joined_with_the_mount_namespace_last() {
+        let spec = spec_with(serde_json::json!([
+            {"type": "mount", "path": "/proc/42/ns/mnt"},
+            {"type": "network", "path": "/var/run/netns/pod"},
+            {"type": "pid"},
+            {"type": "ipc", "path": "/proc/42/ns/ipc"}
+        ]));
+        let plan = NamespacePlan::from_spec(&spec).unwrap();
+        assert_eq!(plan.new_flags, libc::CLONE_NEWPID as u64);
+        let kinds: Vec<_> = plan.join.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [NamespaceKind::Net, NamespaceKind::Ipc, NamespaceKind::Mount]
+        );
+        assert!(plan.is_joined(NamespaceKind::Net) && !plan.is_new(NamespaceKind::Net));
+    }
+
+    #[test]
+    fn absent_types_are_shared_with_the_host() {
+        let plan =
+            NamespacePlan::from_spec(&spec_with(serde_json::json!([{"type": "mount"}]))).unwrap();
+        assert_eq!(plan.new_flags, libc::CLONE_NEWNS as u64);
+        assert!(!plan.is_private(NamespaceKind::Uts));
+        let no_linux: Spec = serde_json::from_str(r#"{"ociVersion": "1.0.2"}"#).unwrap();
+        assert_eq!(
+            NamespacePlan::from_spec(&no_linux).unwrap(),
+            NamespacePlan::default()
+        );
+    }
+
+    #[test]
+    fn user_namespace_is_rejected_clearly() {
+        let spec = spec_with(serde_json::json!([{"type": "user"}]));
+        let err = NamespacePlan::from_spec(&spec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "namespaces: the user namespace is not supported yet"
+        );
+    }
+
+    #[test]
+    fn duplicates_and_relative_paths_are_rejected() {
+        let dup = spec_with(serde_json::json!([{"type": "pid"}, {"type": "pid", "path": "/x"}]));
+        assert!(matches!(
+            NamespacePlan::from_spec(&dup),
+            Err(NamespaceError::Duplicate(NamespaceKind::Pid))
+        ));
+        let relative = spec_with(serde_json::json!([{"type": "network", "path": "netns/x"}]));
+        assert!(matches!(
+            NamespacePlan::from_spec(&relative),
+            Err(NamespaceError::RelativePath { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_round_trips_through_serde() {
+        let spec = spec_with(serde_json::json!([
+            {"type": "pid"}, {"type": "network", "path": "/var/run/netns/pod"}
+        ]));
+        let plan = NamespacePlan::from_spec(&spec).unwrap();
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<NamespacePlan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn join_reports_a_missing_path() {
+        let plan = NamespacePlan {
+            new_flags: 0,
+            join: vec![(NamespaceKind::Net, "/nonexistent/netns".into())],
+        };
+        let err = plan.join_all().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "open net namespace /nonexistent/netns: No such file or directory"
+        );
+    }
+}

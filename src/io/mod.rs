@@ -1,0 +1,6 @@
+//! Container stdio: FIFOs from containerd, `file://` destinations (terminals and `binary://`
+//! loggers are another issue's work).
+
+pub mod stdio;
+
+pub use stdio::{ProcessIo, StdioPaths};

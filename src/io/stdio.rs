@@ -1,0 +1,206 @@
+//! A container process's stdio from the paths containerd passes in the Create request.
+//!
+//! stdout and stderr: the container gets the FIFO's write end itself, so its output reaches
+//! containerd with no copy and no thread in the shim. The daemon also holds a read end of each
+//! output FIFO that it never reads: while containerd is away (restarting), the container's
+//! writes then block once the FIFO is full instead of failing with EPIPE, and nothing is lost.
+//!
+//! stdin: a pipe, fed by a small thread that copies from the FIFO. The thread's blocking open
+//! waits for containerd's writer, so the container can never read a premature end-of-file, and
+//! CloseIO can close the pipe while containerd keeps the FIFO open.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::libc;
+
+/// The stdio paths of a Create request.
+#[derive(Debug, Clone, Default)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Why stdio could not be set up.
+#[derive(Debug)]
+pub struct IoError {
+    what: &'static str,
+    path: String,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.path, self.source)
+    }
+}
+
+impl std::error::Error for IoError {}
+
+fn io_error<'a>(what: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> IoError + 'a {
+    move |source| IoError {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The daemon's side of a process's stdio; dropping it releases everything.
+pub struct ProcessIo {
+    _keepers: Vec<File>,
+    stdin: Option<Arc<StdinPipe>>,
+}
+
+struct StdinPipe {
+    fifo: PathBuf,
+    writer: Mutex<Option<File>>,
+}
+
+impl ProcessIo {
+    /// Opens stdio for a new process; returns the daemon's side and the three fds the process
+    /// gets as 0, 1 and 2.
+    pub fn open(paths: &StdioPaths) -> Result<(ProcessIo, [OwnedFd; 3]), IoError> {
+        let mut keepers = Vec::new();
+        let stdout = open_output(&paths.stdout, &mut keepers)?;
+        let stderr = open_output(&paths.stderr, &mut keepers)?;
+        let (stdin, container_stdin) = open_input(&paths.stdin)?;
+        let io = ProcessIo {
+            _keepers: keepers,
+            stdin,
+        };
+        Ok((io, [container_stdin, stdout, stderr]))
+    }
+
+    /// CloseIO: the process reads end-of-file on stdin.
+    pub fn close_stdin(&self) {
+        if let Some(stdin) = &self.stdin {
+            stdin.close();
+        }
+    }
+}
+
+impl Drop for ProcessIo {
+    fn drop(&mut self) {
+        self.close_stdin();
+    }
+}
+
+impl StdinPipe {
+    fn close(&self) {
+        let writer = self.writer.lock().map(|mut w| w.take());
+        if let Ok(Some(_)) = writer {
+            // The copier may still sit in its blocking open() of the FIFO, waiting for a writer
+            // that will never come (containerd gone): a writer of our own releases it. ENXIO just
+            // means the copier is not waiting there.
+            let _ = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.fifo);
+        }
+    }
+
+    fn copy_from_fifo(&self) {
+        let Ok(mut fifo) = File::open(&self.fifo) else {
+            return;
+        };
+        let mut buffer = [0u8; 8192];
+        loop {
+            let n = match fifo.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let Ok(mut writer) = self.writer.lock() else {
+                return;
+            };
+            let written = writer.as_mut().map(|pipe| pipe.write_all(&buffer[..n]));
+            if !matches!(written, Some(Ok(()))) {
+                return;
+            }
+        }
+        self.close();
+    }
+}
+
+fn open_null() -> Result<OwnedFd, IoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_error("open", "/dev/null"))?;
+    Ok(file.into())
+}
+
+/// stdout/stderr: a FIFO path (what containerd's cio uses), `file://` (append), or nothing.
+fn open_output(uri: &str, keepers: &mut Vec<File>) -> Result<OwnedFd, IoError> {
+    if uri.is_empty() {
+        return open_null();
+    }
+    if let Some(path) = uri.strip_prefix("file://") {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_error("open log file", path))?;
+        return Ok(file.into());
+    }
+    if uri.contains("://") {
+        return Err(IoError {
+            what: "unsupported output URI scheme",
+            path: uri.to_owned(),
+            source: std::io::Error::from_raw_os_error(libc::ENOTSUP),
+        });
+    }
+    // The keeper first: a read end that exists makes the write-only open below succeed at once.
+    let keeper = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(uri)
+        .map_err(io_error("open", uri))?;
+    let writer = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(uri)
+        .map_err(io_error("open", uri))?;
+    // The container must block on a full FIFO, not get EAGAIN.
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| IoError {
+        what: "set blocking",
+        path: uri.to_owned(),
+        source: e.into(),
+    })?;
+    keepers.push(keeper);
+    Ok(writer.into())
+}
+
+fn open_input(path: &str) -> Result<(Option<Arc<StdinPipe>>, OwnedFd), IoError> {
+    if path.is_empty() {
+        return Ok((None, open_null()?));
+    }
+    if !Path::new(path).exists() {
+        return Err(io_error("open", path)(std::io::Error::from_raw_os_error(
+            libc::ENOENT,
+        )));
+    }
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| IoError {
+        what: "create stdin pipe for",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let stdin = Arc::new(StdinPipe {
+        fifo: PathBuf::from(path),
+        writer: Mutex::new(Some(File::from(writer))),
+    });
+    let copier = Arc::clone(&stdin);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .stack_size(64 * 1024)
+        .spawn(move || copier.copy_from_fifo())
+        .map_err(io_error("start stdin copier for", path))?;
+    Ok((Some(stdin), reader))
+}

@@ -1,0 +1,14 @@
+//! sibling: a containerd shim v2 that is its own OCI runtime, with sibling-mode spawning.
+//!
+//! - [`spawn`]: the spawner (forked before the daemon's first thread), its wire protocol and
+//!   the `clone3(CLONE_PARENT)` calls that make every container process a child of the daemon.
+//! - [`container`]: everything that turns an OCI `config.json` into a process in its namespaces.
+//! - [`shim`]: the containerd side: actions, daemon, Task service, records, reaper, events.
+//! - [`io`]: container stdio.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod container;
+pub mod io;
+pub mod shim;
+pub mod spawn;

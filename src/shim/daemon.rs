@@ -1,0 +1,185 @@
+//! The shim daemon's life: fork the spawner while single-threaded, then serve ttrpc, reap
+//! children and handle signals until Shutdown or SIGTERM.
+//!
+//! Thread map: main (signals and the reaper), the ttrpc server's threads, the event publisher,
+//! one stdin copier per container with stdin. The spawner is forked before any of them exists.
+
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+
+use containerd_shim::Flags;
+use containerd_shim_protos::shim_sync::create_task;
+use containerd_shim_protos::ttrpc::{MethodHandler, Server};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+
+use super::events::EventQueue;
+use super::reaper::{Exits, reap_children};
+use super::service::TaskService;
+use super::{Daemon, logger};
+use crate::container::cgroups::Hierarchies;
+use crate::spawn::Spawner;
+
+/// The listener `start` made and handed over (the env var names its fd number).
+pub const LISTEN_FD_ENV: &str = "SIBLING_LISTEN_FD";
+
+/// Where containerd's ttrpc address (for events) arrives.
+const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
+
+/// Runs the daemon; returns its exit code.
+pub fn run(flags: &Flags) -> i32 {
+    // Subreaper first: orphans of containers that share our PID namespace come back to us.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        eprintln!("set child subreaper: {e}");
+        return 1;
+    }
+    // SAFETY: nothing has started a thread yet: this is the first thing `main` does for the
+    // daemon action (the std runtime starts none of its own).
+    let spawner = match unsafe { Spawner::fork() } {
+        Ok(spawner) => spawner,
+        Err(e) => {
+            eprintln!("fork spawner: {e}");
+            return 1;
+        }
+    };
+    // Blocked in this thread before any other exists, so every thread inherits the mask and
+    // these signals are only ever taken by the loop below.
+    let signals = handled_signals();
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), None) {
+        eprintln!("block signals: {e}");
+        return 1;
+    }
+    logger::init(flags.debug, &flags.namespace, &flags.id);
+    match serve(flags, spawner, &signals) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("shim daemon: {e}");
+            1
+        }
+    }
+}
+
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String> {
+    let ttrpc_address =
+        std::env::var(TTRPC_ADDRESS).map_err(|_| format!("{} is not set", TTRPC_ADDRESS))?;
+    // Before the publisher thread starts: it unsets an environment variable.
+    let listener = take_listener(flags)?;
+    let exits = Arc::new(Exits::default());
+    exits.set_spawner(spawner.pid());
+    let (events, publisher) = EventQueue::start(ttrpc_address, flags.namespace.clone())
+        .map_err(|e| format!("start event publisher: {e}"))?;
+    let hierarchies = Hierarchies::detect().map_err(|e| format!("detect cgroups: {e}"))?;
+    let daemon = Arc::new(Daemon::new(
+        flags.namespace.clone(),
+        spawner,
+        Arc::clone(&exits),
+        events,
+        hierarchies,
+    ));
+    let mut server = Server::new()
+        .add_listener(listener)
+        .map_err(|e| format!("ttrpc listener: {e}"))?
+        .register_service(task_methods(&daemon));
+    server
+        .start()
+        .map_err(|e| format!("start ttrpc server: {e}"))?;
+    log::info!("shim daemon serving (spawner pid {})", daemon.spawner.pid());
+
+    wait_for_exit(&daemon, &exits, signals);
+
+    server.shutdown();
+    remove_socket(&flags.socket);
+    drop(daemon);
+    // Every EventQueue clone is gone with the daemon and its tasks: the publisher drains the
+    // queue (TaskDelete is never lost to our own exit) and stops.
+    publisher.drain();
+    Ok(())
+}
+
+/// The Task service under both names containerd 1.6/1.7 (v2) and 2.x (v3) call it.
+fn task_methods(
+    daemon: &Arc<Daemon>,
+) -> std::collections::HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
+    let service = Arc::new(TaskService::new(Arc::clone(daemon)));
+    let mut methods = create_task(service.clone());
+    let v3: Vec<_> = create_task(service)
+        .into_iter()
+        .map(|(name, handler)| (name.replace(".task.v2.", ".task.v3."), handler))
+        .collect();
+    methods.extend(v3);
+    methods
+}
+
+/// The main thread's loop: reap on SIGCHLD, stop on Shutdown (SIGUSR1) or SIGTERM/SIGINT.
+fn wait_for_exit(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
+    loop {
+        let Ok(signal) = signals.wait() else { continue };
+        match signal {
+            Signal::SIGCHLD => reap_children(exits),
+            Signal::SIGUSR1 if daemon.shutdown_requested() => return,
+            Signal::SIGTERM | Signal::SIGINT => {
+                log::info!("{signal}: stopping every container and exiting");
+                stop_all_containers(daemon, exits, signals);
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// SIGTERM: kill every container, reap it here (this thread is the reaper) and release its
+/// mounts and cgroups, so the shim leaves nothing behind.
+fn stop_all_containers(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
+    for task in daemon.all_tasks() {
+        let _ = task.init.kill(nix::libc::SIGKILL);
+        while task.init.exit().is_none() {
+            if let Ok(Signal::SIGCHLD) = signals.wait() {
+                reap_children(exits);
+            }
+        }
+        if let Err(e) = task.destroy() {
+            log::error!("stop {}: {e}", task.id);
+        }
+        daemon.remove(&task.id);
+    }
+}
+
+fn take_listener(flags: &Flags) -> Result<RawFd, String> {
+    if let Ok(fd) = std::env::var(LISTEN_FD_ENV) {
+        // SAFETY: called before the daemon starts its first thread (see `serve`), so no other
+        // thread can read the environment concurrently.
+        unsafe { std::env::remove_var(LISTEN_FD_ENV) };
+        return fd
+            .parse::<RawFd>()
+            .map_err(|_| format!("bad {LISTEN_FD_ENV}: {fd}"))
+            .map(|fd| {
+                // SAFETY: `start` passed us this listening socket as this fd number.
+                let listener = unsafe { UnixListener::from_raw_fd(fd) };
+                listener.into_raw_fd()
+            });
+    }
+    // Started by hand (`-socket`): bind it ourselves.
+    let path = flags.socket.trim_start_matches("unix://");
+    let listener = UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))?;
+    Ok(listener.into_raw_fd())
+}
+
+fn remove_socket(address: &str) {
+    let path = address.trim_start_matches("unix://");
+    if !path.is_empty() {
+        let _ = std::fs::remove_file(path);
+    }
+}

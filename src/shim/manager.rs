@@ -1,0 +1,124 @@
+//! The shim binary's short-lived actions, run by containerd with the bundle as working directory:
+//! `start` (find or launch the daemon, print its address) and `delete` (clean up after a daemon
+//! that died).
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use containerd_shim::Flags;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::shim::shim::DeleteResponse;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::mount::{MntFlags, umount2};
+
+use super::daemon::LISTEN_FD_ENV;
+use super::state_file::StateFile;
+use super::time::timestamp_now;
+
+/// Annotations that put several containers (a pod) into one shim.
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.sandbox-id",
+    "io.containerd.runc.v2.group",
+];
+
+/// `start`: returns the ttrpc address containerd must use (and nothing else may be printed).
+pub fn start(flags: &Flags) -> Result<String, String> {
+    let group = group_id(Path::new("."), &flags.id);
+    let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
+    let path = address.trim_start_matches("unix://").to_owned();
+    if UnixStream::connect(&path).is_ok() {
+        // The pod's shim is already serving: this container joins it.
+        write_address_file(&address)?;
+        return Ok(address);
+    }
+    // Nobody answers: whatever is there is stale.
+    let _ = std::fs::remove_file(&path);
+    if let Some(dir) = Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let listener = UnixListener::bind(&path).map_err(|e| format!("listen on {path}: {e}"))?;
+    if let Err(e) = spawn_daemon(flags, &address, &listener) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    write_address_file(&address)?;
+    Ok(address)
+}
+
+/// The shim's grouping key: the pod sandbox id when the spec carries one, else the container id.
+fn group_id(bundle: &Path, id: &str) -> String {
+    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
+        return id.to_owned();
+    };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return id.to_owned();
+    };
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| spec["annotations"][key].as_str())
+        .map_or_else(|| id.to_owned(), str::to_owned)
+}
+
+/// Launches the daemon: this binary again with no action, the listener as an inherited fd, in
+/// its own process group so signals aimed at containerd's group do not reach it.
+fn spawn_daemon(flags: &Flags, address: &str, listener: &UnixListener) -> Result<(), String> {
+    // The one fd the daemon must inherit.
+    fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))
+        .map_err(|e| format!("pass listener: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .args(["-namespace", &flags.namespace, "-id", &flags.id])
+        .args(["-address", &flags.address, "-socket", address])
+        .env(LISTEN_FD_ENV, listener.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if !flags.publish_binary.is_empty() {
+        command.args(["-publish-binary", &flags.publish_binary]);
+    }
+    if flags.debug {
+        command.arg("-debug");
+    }
+    command
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("start shim daemon: {e}"))
+}
+
+fn write_address_file(address: &str) -> Result<(), String> {
+    std::fs::write("address", address).map_err(|e| format!("write address file: {e}"))
+}
+
+/// `delete`: the daemon is gone; kill what is left of the container, release its cgroup and
+/// rootfs mount, and report it as killed (128 + SIGKILL), as containerd expects.
+pub fn delete(flags: &Flags) -> DeleteResponse {
+    let bundle = if flags.bundle.is_empty() {
+        Path::new(".").to_owned()
+    } else {
+        Path::new(&flags.bundle).to_owned()
+    };
+    let state_file = StateFile::in_bundle(&bundle);
+    let state = state_file.load();
+    if let Some(cgroup) = state.as_ref().and_then(|s| s.cgroup.as_ref()) {
+        // Removing the cgroup kills whatever still runs in it first.
+        let _ = cgroup.remove();
+    }
+    unmount_all(&bundle.join("rootfs"));
+    state_file.remove();
+    DeleteResponse {
+        pid: state.map_or(0, |s| s.pid),
+        exit_status: 128 + nix::libc::SIGKILL as u32,
+        exited_at: MessageField::some(timestamp_now()),
+        ..Default::default()
+    }
+}
+
+/// Unmounts every layer mounted on `target` (EINVAL: nothing, or nothing more, is mounted).
+fn unmount_all(target: &Path) {
+    while umount2(target, MntFlags::MNT_DETACH).is_ok() {}
+}

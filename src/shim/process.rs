@@ -1,0 +1,206 @@
+//! One container process (the init, later also execs): its state machine, exit record and events.
+//!
+//! Event order is decided here, under the process's lock: TaskStart is enqueued when `execve`
+//! succeeded, and an exit that the reaper records while Start is still in flight is held back and
+//! enqueued right after TaskStart. So TaskStart always precedes TaskExit for the same process.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use containerd_shim_protos::events::task::{TaskExit, TaskStart};
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC};
+
+use super::error::TaskError;
+use super::events::EventQueue;
+use super::time::timestamp_now;
+use crate::spawn::{PendingProcess, clone::pidfd_send_signal};
+
+/// Where a process is in its life, as far as the daemon's records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Set up, waiting for Start.
+    Created,
+    /// Start is in flight: told to exec, not yet confirmed.
+    Starting,
+    /// `execve` succeeded.
+    Running,
+    /// Start failed (`execve` or the sync broke); the process is gone or going.
+    StartFailed,
+}
+
+/// How and when a process ended.
+#[derive(Debug, Clone)]
+pub struct Exit {
+    pub code: u32,
+    pub at: Timestamp,
+}
+
+struct State {
+    phase: Phase,
+    exit: Option<Exit>,
+    /// The sync socket until Start uses it; dropping it unstarted makes the init give up.
+    pending: Option<PendingProcess>,
+}
+
+/// A container process whose parent is the shim daemon.
+pub struct Process {
+    pub container_id: String,
+    /// The exec id, or the container id for the init (what TaskExit's `id` carries).
+    pub id: String,
+    pub pid: u32,
+    pidfd: OwnedFd,
+    state: Mutex<State>,
+    exited: Condvar,
+    events: EventQueue,
+}
+
+impl Process {
+    pub fn new(
+        container_id: &str,
+        id: &str,
+        (pending, pidfd): (PendingProcess, OwnedFd),
+        events: EventQueue,
+    ) -> Self {
+        let pid = pending.pid.as_raw() as u32;
+        Process {
+            container_id: container_id.to_owned(),
+            id: id.to_owned(),
+            pid,
+            pidfd,
+            state: Mutex::new(State {
+                phase: Phase::Created,
+                exit: None,
+                pending: Some(pending),
+            }),
+            exited: Condvar::new(),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets the process exec (sync 3/4) and enqueues TaskStart once it did.
+    pub fn start(&self) -> Result<(), TaskError> {
+        let pending = {
+            let mut state = self.lock();
+            if state.exit.is_some() {
+                return Err(TaskError::precondition("process already finished"));
+            }
+            if state.phase != Phase::Created {
+                return Err(TaskError::precondition("process already started"));
+            }
+            state.phase = Phase::Starting;
+            state.pending.take()
+        };
+        let result = match pending {
+            Some(pending) => pending.start().map_err(TaskError::from_spawn),
+            None => Err(TaskError::precondition("process has no start channel")),
+        };
+        let mut state = self.lock();
+        state.phase = match result {
+            Ok(()) => {
+                self.events.publish(
+                    TASK_START_EVENT_TOPIC,
+                    Box::new(TaskStart {
+                        container_id: self.container_id.clone(),
+                        pid: self.pid,
+                        ..Default::default()
+                    }),
+                );
+                Phase::Running
+            }
+            Err(_) => Phase::StartFailed,
+        };
+        if let Some(exit) = state.exit.clone() {
+            // The exit came while Start was in flight: its event was held back until now.
+            self.publish_exit(&exit);
+        }
+        result
+    }
+
+    /// Records the exit the reaper saw, wakes waiters and enqueues TaskExit (or leaves that to
+    /// `start` while Start is in flight).
+    pub fn set_exited(&self, code: u32) {
+        let mut state = self.lock();
+        if state.exit.is_some() {
+            return;
+        }
+        let exit = Exit {
+            code,
+            at: timestamp_now(),
+        };
+        state.exit = Some(exit.clone());
+        // An init that never started must not wait for a Start that cannot come.
+        state.pending = None;
+        if state.phase != Phase::Starting {
+            self.publish_exit(&exit);
+        }
+        self.exited.notify_all();
+    }
+
+    fn publish_exit(&self, exit: &Exit) {
+        self.events.publish(
+            TASK_EXIT_EVENT_TOPIC,
+            Box::new(TaskExit {
+                container_id: self.container_id.clone(),
+                id: self.id.clone(),
+                pid: self.pid,
+                exit_status: exit.code,
+                exited_at: MessageField::some(exit.at.clone()),
+                ..Default::default()
+            }),
+        );
+    }
+
+    /// Blocks until the exit is recorded.
+    pub fn wait(&self) -> Exit {
+        let mut state = self.lock();
+        loop {
+            if let Some(exit) = &state.exit {
+                return exit.clone();
+            }
+            state = self.exited.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn exit(&self) -> Option<Exit> {
+        self.lock().exit.clone()
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// Signals the process through its pidfd (never a recycled pid).
+    pub fn kill(&self, signal: i32) -> Result<(), TaskError> {
+        let state = self.lock();
+        if state.exit.is_some() {
+            return Err(TaskError::not_found("process already finished"));
+        }
+        // The pidfd stays valid after the process is reaped, so a signal can never reach
+        // another process that reused the pid; ESRCH then means it is gone.
+        match pidfd_send_signal(&self.pidfd, signal) {
+            Ok(()) => Ok(()),
+            Err(nix::Error::ESRCH) => Err(TaskError::not_found("process already finished")),
+            Err(e) => Err(TaskError::internal(format!(
+                "signal {signal} to {}: {e}",
+                self.pid
+            ))),
+        }
+    }
+}
+
+/// The exit code containerd expects from a wait status: the code, or 128 + signal.
+pub fn exit_code(status: nix::sys::wait::WaitStatus) -> Option<u32> {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        WaitStatus::Exited(_, code) => Some(code as u32),
+        WaitStatus::Signaled(_, signal, _) => Some(128 + signal as u32),
+        _ => None,
+    }
+}

@@ -1,0 +1,54 @@
+//! What the `delete` action needs when the daemon is gone: a small JSON file in the bundle,
+//! written once Create succeeded and removed on Delete.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::task::Task;
+use crate::container::cgroups::Cgroup;
+
+const FILE_NAME: &str = "sibling-state.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedState {
+    pub pid: u32,
+    pub cgroup: Option<Cgroup>,
+    /// The rootfs mount point, when the daemon mounted it.
+    pub rootfs: Option<PathBuf>,
+}
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn in_bundle(bundle: &Path) -> StateFile {
+        StateFile {
+            path: bundle.join(FILE_NAME),
+        }
+    }
+
+    pub fn save(&self, task: &Task) {
+        let state = SavedState {
+            pid: task.init.pid,
+            cgroup: task.cgroup.clone(),
+            rootfs: task.rootfs_target().map(Path::to_owned),
+        };
+        let written = serde_json::to_vec(&state)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&self.path, bytes));
+        if let Err(e) = written {
+            log::warn!("write {}: {e}", self.path.display());
+        }
+    }
+
+    pub fn load(&self) -> Option<SavedState> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

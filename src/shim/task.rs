@@ -1,0 +1,231 @@
+//! A container as the daemon sees it: its bundle, rootfs mount, cgroup, stdio and init process.
+//!
+//! `Task::create` acquires those in order and gives every one back if a later step fails, so a
+//! failed Create leaves no mount, cgroup, FIFO reader or process behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use containerd_shim_protos::shim::shim::CreateTaskRequest;
+use oci_spec::runtime::Spec;
+
+use super::error::TaskError;
+use super::process::Process;
+use super::rootfs::{MountedRootfs, mount_rootfs};
+use super::state_file::StateFile;
+use super::{DEFAULT_CGROUP_PARENT, Daemon};
+use crate::container::InitConfig;
+use crate::container::cgroups::{Cgroup, CgroupPath};
+use crate::container::namespaces::NamespacePlan;
+use crate::io::{ProcessIo, StdioPaths};
+use crate::spawn::protocol::SpawnRequest;
+
+/// One container of this shim.
+pub struct Task {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub stdio: StdioPaths,
+    pub init: Arc<Process>,
+    pub cgroup: Option<Cgroup>,
+    rootfs_target: Option<PathBuf>,
+    /// What Delete gives back; `None` once it did.
+    held: Mutex<Option<Held>>,
+}
+
+struct Held {
+    rootfs: Option<MountedRootfs>,
+    io: ProcessIo,
+}
+
+/// Resources a Create holds until it succeeds; dropping it releases them in reverse order.
+struct Acquired {
+    rootfs: Option<MountedRootfs>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Drop for Acquired {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.cgroup.take()
+            && let Err(e) = cgroup.remove()
+        {
+            log::error!("remove cgroup of a failed create: {e}");
+        }
+        // The rootfs unmounts itself when dropped, after the cgroup (its processes) are gone.
+    }
+}
+
+impl Task {
+    /// Create: rootfs, spec, cgroup, stdio, then the init from the spawner, set up and waiting.
+    pub fn create(daemon: &Daemon, req: &CreateTaskRequest) -> Result<Task, TaskError> {
+        if req.terminal {
+            return Err(TaskError::unimplemented(
+                "terminal: true is not supported yet",
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(TaskError::unimplemented(
+                "restore from checkpoint is not supported",
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = load_spec(&bundle)?;
+        let rootfs_path = resolve_root(&bundle, &spec)?;
+        let mut acquired = Acquired {
+            rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
+                .map_err(|e| TaskError::invalid(e.to_string()))?,
+            cgroup: None,
+        };
+        let namespaces =
+            NamespacePlan::from_spec(&spec).map_err(|e| TaskError::invalid(e.to_string()))?;
+        acquired.cgroup = Some(create_cgroup(daemon, &req.id, &spec)?);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (io, child_stdio) =
+            ProcessIo::open(&stdio).map_err(|e| TaskError::invalid(e.to_string()))?;
+        let request = SpawnRequest::Init {
+            config: Box::new(InitConfig {
+                id: req.id.clone(),
+                spec,
+                rootfs: rootfs_path,
+            }),
+            namespaces,
+            cgroup: acquired.cgroup.clone(),
+        };
+        let init = {
+            let _parking = daemon.exits.begin_spawn();
+            let (pending, pidfd) = daemon
+                .spawner
+                .spawn(
+                    &request,
+                    [&child_stdio[0], &child_stdio[1], &child_stdio[2]],
+                )
+                .map_err(TaskError::from_spawn)?;
+            drop(child_stdio);
+            pending.wait_ready().map_err(TaskError::from_spawn)?;
+            let init = Arc::new(Process::new(
+                &req.id,
+                &req.id,
+                (pending, pidfd),
+                daemon.events.clone(),
+            ));
+            daemon.exits.register(&init);
+            init
+        };
+        let rootfs = acquired.rootfs.take();
+        let task = Task {
+            id: req.id.clone(),
+            bundle,
+            stdio,
+            init,
+            cgroup: acquired.cgroup.take(),
+            rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
+            held: Mutex::new(Some(Held { rootfs, io })),
+        };
+        task.state_file().save(&task);
+        Ok(task)
+    }
+
+    pub fn state_file(&self) -> StateFile {
+        StateFile::in_bundle(&self.bundle)
+    }
+
+    pub fn rootfs_target(&self) -> Option<&Path> {
+        self.rootfs_target.as_deref()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// CloseIO on the init.
+    pub fn close_stdin(&self) {
+        if let Some(held) = self.held().as_ref() {
+            held.io.close_stdin();
+        }
+    }
+
+    /// Releases what Create acquired, once. The init must have exited; one that was created
+    /// but never started is killed here (it never ran user code).
+    pub fn destroy(&self) -> Result<(), TaskError> {
+        let Some(mut held) = self.held().take() else {
+            return Ok(());
+        };
+        if self.init.exit().is_none() {
+            let _ = self.init.kill(nix::libc::SIGKILL);
+            self.init.wait();
+        }
+        let mut errors = Vec::new();
+        if let Some(cgroup) = &self.cgroup
+            && let Err(e) = cgroup.remove()
+        {
+            errors.push(format!("remove cgroup: {e}"));
+        }
+        if let Some(rootfs) = held.rootfs.as_mut()
+            && let Err(e) = rootfs.unmount()
+        {
+            errors.push(e.to_string());
+        }
+        self.state_file().remove();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(TaskError::internal(errors.join("; ")))
+        }
+    }
+}
+
+/// Reads and parses `<bundle>/config.json`; a malformed file is the caller's error.
+fn load_spec(bundle: &Path) -> Result<Spec, TaskError> {
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path)
+        .map_err(|e| TaskError::invalid(format!("load {}: {e}", path.display())))?;
+    let Some(process) = spec.process() else {
+        return Err(TaskError::invalid(format!(
+            "{}: no process",
+            path.display()
+        )));
+    };
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(TaskError::invalid(format!(
+            "{}: process.args is empty",
+            path.display()
+        )));
+    }
+    Ok(spec)
+}
+
+/// The container root: `root.path` of the spec, relative to the bundle unless absolute.
+fn resolve_root(bundle: &Path, spec: &Spec) -> Result<PathBuf, TaskError> {
+    let root = spec.root().as_ref().map(|r| r.path().clone());
+    let root = root.unwrap_or_else(|| PathBuf::from("rootfs"));
+    let root = if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    };
+    root.canonicalize()
+        .map_err(|e| TaskError::invalid(format!("container root {}: {e}", root.display())))
+}
+
+fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskError> {
+    let linux = spec.linux().as_ref();
+    let default_path = PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
+    let path = linux
+        .and_then(|l| l.cgroups_path().as_deref())
+        .unwrap_or(&default_path);
+    let path =
+        CgroupPath::parse(Some(path), id, false).map_err(|e| TaskError::invalid(e.to_string()))?;
+    let cgroup = Cgroup::create(&daemon.hierarchies, &path)
+        .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref())
+        && let Err(e) = cgroup.apply_resources(resources)
+    {
+        let _ = cgroup.remove();
+        return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
+    }
+    Ok(cgroup)
+}

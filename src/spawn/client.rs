@@ -1,0 +1,159 @@
+//! The daemon's side of the spawner: send a request, then follow the new process's sync socket.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
+use nix::unistd::Pid;
+
+use super::protocol::{self, MAX_RECORD, ProtocolError, SpawnRequest, SyncMessage};
+use super::spawner;
+
+/// Why a container process could not be made or started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Making the sync socket failed.
+    Socket(nix::Error),
+    /// The request could not be handed to the spawner.
+    Request(ProtocolError),
+    /// The sync socket broke: the spawner, helper or init died without saying why.
+    Sync {
+        step: &'static str,
+        source: ProtocolError,
+    },
+    /// The process reported a failed step; the text names it.
+    Failed(String),
+    /// The process said something out of order.
+    Unexpected {
+        step: &'static str,
+        got: SyncMessage,
+    },
+    /// The spawner did not make a pidfd for the new process.
+    NoPidfd,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(e) => write!(f, "create sync socket: {e}"),
+            Self::Request(e) => write!(f, "send request to spawner: {e}"),
+            Self::Sync { step, source } => write!(f, "{step}: {source}"),
+            Self::Failed(error) => f.write_str(error),
+            Self::Unexpected { step, got } => write!(f, "{step}: unexpected message {got:?}"),
+            Self::NoPidfd => write!(f, "spawner sent no pidfd for the new process"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// The daemon's handle on its spawner.
+pub struct Spawner {
+    channel: OwnedFd,
+    pid: Pid,
+}
+
+impl Spawner {
+    /// Creates the channel and forks the spawner.
+    ///
+    /// # Safety
+    /// The calling process must have exactly one thread.
+    pub unsafe fn fork() -> nix::Result<Spawner> {
+        let (daemon_end, spawner_end) = seqpacket_pair()?;
+        // Records can be large (a spec with a seccomp profile): let the socket hold one whole.
+        let _ = setsockopt(&daemon_end, sockopt::SndBuf, &(MAX_RECORD * 2));
+        // SAFETY: forwarded from our own contract.
+        let pid = unsafe { spawner::fork_spawner(&spawner_end, &daemon_end) }?;
+        drop(spawner_end);
+        Ok(Spawner {
+            channel: daemon_end,
+            pid,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Asks for a new process and waits for sync 1; returns it with its pidfd.
+    ///
+    /// Several threads may call this at once: every `sendmsg` on a SEQPACKET socket is one whole
+    /// record, and the answers come back on per-request sync sockets.
+    pub fn spawn(
+        &self,
+        request: &SpawnRequest,
+        stdio: [&OwnedFd; 3],
+    ) -> Result<(PendingProcess, OwnedFd), SpawnError> {
+        let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
+        let fds: [RawFd; spawner::REQUEST_FDS] = [
+            child_end.as_raw_fd(),
+            stdio[0].as_raw_fd(),
+            stdio[1].as_raw_fd(),
+            stdio[2].as_raw_fd(),
+        ];
+        protocol::send(self.channel.as_raw_fd(), request, &fds).map_err(SpawnError::Request)?;
+        // Only the helper and the init may hold the other end now, so end-of-file means they
+        // are gone.
+        drop(child_end);
+        let (message, mut fds) =
+            protocol::receive::<SyncMessage>(sync.as_raw_fd()).map_err(|source| {
+                SpawnError::Sync {
+                    step: "wait for the spawned process",
+                    source,
+                }
+            })?;
+        match message {
+            SyncMessage::Spawned { pid } => {
+                let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
+                let pid = Pid::from_raw(pid);
+                Ok((PendingProcess { pid, sync }, pidfd))
+            }
+            SyncMessage::Failed { error } => Err(SpawnError::Failed(error)),
+            got => Err(SpawnError::Unexpected {
+                step: "wait for the spawned process",
+                got,
+            }),
+        }
+    }
+}
+
+/// A process that exists but has not yet exec'd its program: its sync socket.
+pub struct PendingProcess {
+    pub pid: Pid,
+    sync: OwnedFd,
+}
+
+impl PendingProcess {
+    /// sync 2: waits until the process finished its setup (or reports why it failed).
+    pub fn wait_ready(&self) -> Result<(), SpawnError> {
+        const STEP: &str = "wait for container setup";
+        match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
+            Ok((SyncMessage::Ready, _)) => Ok(()),
+            Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
+            Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
+            Err(source) => Err(SpawnError::Sync { step: STEP, source }),
+        }
+    }
+
+    /// sync 3 and 4: tells the process to exec, and returns once `execve` succeeded.
+    pub fn start(self) -> Result<(), SpawnError> {
+        const STEP: &str = "start the container process";
+        protocol::send_sync(&self.sync, &SyncMessage::Start)
+            .map_err(|source| SpawnError::Sync { step: STEP, source })?;
+        match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
+            // The close-on-exec end closed: execve succeeded.
+            Err(ProtocolError::Closed) => Ok(()),
+            Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
+            Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
+            Err(source) => Err(SpawnError::Sync { step: STEP, source }),
+        }
+    }
+}
+
+fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}

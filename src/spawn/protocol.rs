@@ -1,0 +1,240 @@
+//! The spawner's wire protocol.
+//!
+//! Two kinds of channel, both `SOCK_SEQPACKET` so every `send` is one record and a record is never
+//! split or merged:
+//! - the spawner channel (daemon → spawner), carrying one [`SpawnRequest`] per record with its fds
+//!   (`SCM_RIGHTS`); the spawner never answers on it: everything about a request travels on the
+//!   request's own sync socket, so concurrent requests never need ids;
+//! - one sync socket per container process (daemon ↔ helper and init), carrying [`SyncMessage`]s.
+//!
+//! The sync sequence, numbered the same way where each side implements it:
+//! 1. helper → daemon: `Spawned { pid }` with the init's pidfd (or `Failed`).
+//! 2. init → daemon: `Ready` once every setup step is done (or `Failed`).
+//! 3. daemon → init: `Start`.
+//! 4. init: `execve`. The init's end is close-on-exec, so end-of-file on the daemon's end means
+//!    `execve` succeeded; otherwise the init sends `Failed` first.
+//!
+//! Records are JSON: the spec already has a serde form, and a record is decoded once per container.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use serde::{Deserialize, Serialize};
+
+use crate::container::InitConfig;
+use crate::container::cgroups::Cgroup;
+use crate::container::namespaces::NamespacePlan;
+
+/// The largest record either side accepts. A spec with a large seccomp profile stays far below it;
+/// the socket buffers are raised to match (see `spawn::client`).
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// Most fds one record may carry.
+const MAX_FDS: usize = 8;
+
+/// A request for a new container process. Its fds travel with it, in this order: the sync socket,
+/// then stdin, stdout and stderr of the new process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SpawnRequest {
+    /// A container's init: new or joined namespaces, its cgroup, then the full setup.
+    Init {
+        config: Box<InitConfig>,
+        namespaces: NamespacePlan,
+        cgroup: Option<Cgroup>,
+    },
+}
+
+/// Messages on a process's sync socket (see the module docs for their order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMessage {
+    /// 1. The init exists; its host pid (its pidfd travels with this record).
+    Spawned { pid: i32 },
+    /// 2. Setup finished; the init waits for `Start`.
+    Ready,
+    /// 3. Go ahead and `execve`.
+    Start,
+    /// A step failed; the text names the step, the path or value and the errno.
+    Failed { error: String },
+}
+
+/// Why a record could not be sent or received.
+#[derive(Debug)]
+pub enum ProtocolError {
+    Encode(serde_json::Error),
+    Decode(serde_json::Error),
+    Send(nix::Error),
+    Receive(nix::Error),
+    /// The peer closed its end (every process holding it exited or exec'd).
+    Closed,
+    /// A record carried more fds than the protocol allows or fewer than the request needs.
+    BadFds {
+        expected: usize,
+        got: usize,
+    },
+    /// A record filled the whole buffer: it may have been cut.
+    Truncated,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Encode(e) => write!(f, "encode record: {e}"),
+            Self::Decode(e) => write!(f, "decode record: {e}"),
+            Self::Send(e) => write!(f, "send record: {e}"),
+            Self::Receive(e) => write!(f, "receive record: {e}"),
+            Self::Closed => write!(f, "peer closed the channel"),
+            Self::BadFds { expected, got } => {
+                write!(f, "record carried {got} fds, expected {expected}")
+            }
+            Self::Truncated => write!(f, "record truncated (over {MAX_RECORD} bytes)"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Sends one record with `fds` attached.
+pub fn send<T: Serialize>(socket: RawFd, message: &T, fds: &[RawFd]) -> Result<(), ProtocolError> {
+    let bytes = serde_json::to_vec(message).map_err(ProtocolError::Encode)?;
+    let iov = [IoSlice::new(&bytes)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(socket, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ProtocolError::Send(e)),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Receives one record and the fds that came with it. End-of-file is [`ProtocolError::Closed`].
+pub fn receive<T: for<'de> Deserialize<'de>>(
+    socket: RawFd,
+) -> Result<(T, Vec<OwnedFd>), ProtocolError> {
+    let mut buffer = vec![0u8; MAX_RECORD];
+    let (len, fds) = receive_raw(socket, &mut buffer)?;
+    let message = serde_json::from_slice(&buffer[..len]).map_err(ProtocolError::Decode)?;
+    Ok((message, fds))
+}
+
+fn receive_raw(socket: RawFd, buffer: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), ProtocolError> {
+    let mut cmsg_buffer = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let capacity = buffer.len();
+    let mut iov = [IoSliceMut::new(buffer)];
+    let msg = loop {
+        match recvmsg::<()>(
+            socket,
+            &mut iov,
+            Some(&mut cmsg_buffer),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ProtocolError::Receive(e)),
+            Ok(msg) => break msg,
+        }
+    };
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().map_err(ProtocolError::Receive)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in our table for us alone.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let len = msg.bytes;
+    if msg.flags.contains(MsgFlags::MSG_TRUNC) || len == capacity {
+        return Err(ProtocolError::Truncated);
+    }
+    if len == 0 && fds.is_empty() {
+        return Err(ProtocolError::Closed);
+    }
+    Ok((len, fds))
+}
+
+/// Receives a record that must carry exactly `expected` fds.
+pub fn receive_with_fds<T: for<'de> Deserialize<'de>>(
+    socket: RawFd,
+    expected: usize,
+) -> Result<(T, Vec<OwnedFd>), ProtocolError> {
+    let (message, fds) = receive(socket)?;
+    if fds.len() != expected {
+        return Err(ProtocolError::BadFds {
+            expected,
+            got: fds.len(),
+        });
+    }
+    Ok((message, fds))
+}
+
+/// Sends a sync message without fds.
+pub fn send_sync(socket: &impl AsRawFd, message: &SyncMessage) -> Result<(), ProtocolError> {
+    send(socket.as_raw_fd(), message, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair")
+    }
+
+    #[test]
+    fn sync_messages_round_trip_one_record_each() {
+        let (a, b) = pair();
+        send_sync(&a, &SyncMessage::Ready).unwrap();
+        send_sync(&a, &SyncMessage::Failed { error: "x".into() }).unwrap();
+        let (first, _): (SyncMessage, _) = receive(b.as_raw_fd()).unwrap();
+        let (second, _): (SyncMessage, _) = receive(b.as_raw_fd()).unwrap();
+        assert_eq!(first, SyncMessage::Ready);
+        assert_eq!(second, SyncMessage::Failed { error: "x".into() });
+    }
+
+    #[test]
+    fn fds_travel_with_their_record() {
+        let (a, b) = pair();
+        let (x, _y) = pair();
+        send(
+            a.as_raw_fd(),
+            &SyncMessage::Spawned { pid: 42 },
+            &[x.as_raw_fd()],
+        )
+        .unwrap();
+        let (msg, fds): (SyncMessage, _) = receive_with_fds(b.as_raw_fd(), 1).unwrap();
+        assert_eq!(msg, SyncMessage::Spawned { pid: 42 });
+        assert_eq!(fds.len(), 1);
+    }
+
+    #[test]
+    fn closed_peer_is_reported_as_closed() {
+        let (a, b) = pair();
+        drop(a);
+        let err = receive::<SyncMessage>(b.as_raw_fd()).unwrap_err();
+        assert!(matches!(err, ProtocolError::Closed));
+    }
+
+    #[test]
+    fn wrong_fd_count_is_an_error() {
+        let (a, b) = pair();
+        send_sync(&a, &SyncMessage::Ready).unwrap();
+        let err = receive_with_fds::<SyncMessage>(b.as_raw_fd(), 1).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtocolError::BadFds {
+                expected: 1,
+                got: 0
+            }
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+//! The spawner (zygote) and the processes it makes: per-request helpers and container inits.
+//!
+//! ```text
+//! shim daemon ──fork──▶ spawner            (forked before the daemon starts any thread)
+//!      ▲                  │ clone3(CLONE_PARENT)
+//!      │ parent of ───────┼──▶ helper       (setns into joined namespaces, joins the cgroup)
+//!      │                  │      │ clone3(CLONE_PARENT | CLONE_NEW* | CLONE_PIDFD)
+//!      └──── parent of ───┴──────┴──▶ init  (container setup, waits for Start, execve)
+//! ```
+//!
+//! The spawner itself never changes process-wide state (cwd, namespaces, credentials, umask,
+//! signal dispositions): that happens in the helper and the init, so one request cannot leak into
+//! the next. The spawner never answers on its channel; each request's sync socket carries the
+//! outcome (see `protocol`).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::libc;
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, Pid, fork, getppid};
+
+use super::clone::{Cloned, clone_sibling};
+use super::protocol::{self, SpawnRequest, SyncMessage};
+use crate::container::InitConfig;
+use crate::container::cgroups::Cgroup;
+use crate::container::namespaces::NamespacePlan;
+
+/// Number of fds every spawn request carries: sync socket, stdin, stdout, stderr.
+pub const REQUEST_FDS: usize = 4;
+
+/// Forks the spawner. Must be called while the calling process is still single-threaded.
+///
+/// Returns the spawner's pid; `spawner_end` is the spawner's end of the channel (the caller keeps
+/// the other end and must drop this one).
+///
+/// # Safety
+/// The calling process must have exactly one thread.
+pub unsafe fn fork_spawner(spawner_end: &OwnedFd, daemon_end: &OwnedFd) -> nix::Result<Pid> {
+    let daemon = nix::unistd::getpid();
+    // SAFETY: the caller guarantees a single thread, so the child inherits no lock held elsewhere.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            // The daemon's end would keep the channel open after the daemon died.
+            // SAFETY: closing a descriptor this process owns a copy of.
+            unsafe { libc::close(daemon_end.as_raw_fd()) };
+            run_spawner(spawner_end.as_raw_fd(), daemon)
+        }
+    }
+}
+
+fn run_spawner(channel: RawFd, daemon: Pid) -> ! {
+    let _ = prctl::set_name(c"sibling-spawner");
+    // The spawner must never outlive the daemon: nothing else would ever reap its children.
+    if prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != daemon {
+        exit_now(1);
+    }
+    close_fds_except(channel);
+    loop {
+        match protocol::receive::<SpawnRequest>(channel) {
+            Ok((request, fds)) => handle_request(channel, request, fds),
+            Err(protocol::ProtocolError::Closed) => exit_now(0),
+            // A malformed record cannot be answered (we may not even have its sync socket): the
+            // daemon sees its sync socket close and reports that.
+            Err(_) => continue,
+        }
+    }
+}
+
+fn handle_request(channel: RawFd, request: SpawnRequest, fds: Vec<OwnedFd>) {
+    if fds.len() != REQUEST_FDS {
+        if let Some(sync) = fds.first() {
+            fail(sync, format!("spawn request carried {} fds", fds.len()));
+        }
+        return;
+    }
+    match clone_sibling(0, false) {
+        Ok(Cloned::Child) => run_helper(channel, request, fds),
+        Ok(Cloned::Parent { .. }) => {} // The request's fds close here: the helper has them.
+        Err(e) => fail(&fds[0], format!("clone helper: {e}")),
+    }
+}
+
+/// The per-request helper: joins what the new process must join, clones it, reports it, exits.
+fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> ! {
+    // SAFETY: the channel is the spawner's; the init must not inherit it.
+    unsafe { libc::close(channel) };
+    let _ = prctl::set_name(c"sibling-helper");
+    let stdio: [OwnedFd; 3] = match fds.split_off(1).try_into() {
+        Ok(stdio) => stdio,
+        Err(_) => exit_now(1),
+    };
+    let sync = fds.remove(0);
+    let SpawnRequest::Init {
+        config,
+        namespaces,
+        cgroup,
+    } = request;
+    if let Err(error) = enter_cgroup_and_namespaces(cgroup.as_ref(), &namespaces) {
+        fail(&sync, error);
+        exit_now(1);
+    }
+    match clone_sibling(namespaces.new_flags, true) {
+        Ok(Cloned::Child) => run_init(&config, sync, stdio),
+        Ok(Cloned::Parent { pid, pidfd }) => {
+            // sync 1: the init's host pid and pidfd.
+            let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
+            let spawned = SyncMessage::Spawned { pid: pid.as_raw() };
+            let code = i32::from(protocol::send(sync.as_raw_fd(), &spawned, &fds).is_err());
+            exit_now(code)
+        }
+        Err(e) => {
+            fail(&sync, format!("clone container init: {e}"));
+            exit_now(1)
+        }
+    }
+}
+
+/// Joins the cgroup first, so the init is born inside it (it never runs a single instruction
+/// outside its limits) and a new cgroup namespace created at clone is rooted there; then joins
+/// the namespaces given by path.
+fn enter_cgroup_and_namespaces(
+    cgroup: Option<&Cgroup>,
+    namespaces: &NamespacePlan,
+) -> Result<(), String> {
+    if let Some(cgroup) = cgroup {
+        cgroup.join(0).map_err(|e| e.to_string())?;
+    }
+    namespaces.join_all().map_err(|e| e.to_string())
+}
+
+/// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
+fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
+    let exec = match crate::container::init::prepare(config, stdio) {
+        Ok(exec) => exec,
+        Err(e) => {
+            fail(&sync, e.to_string());
+            exit_now(1)
+        }
+    };
+    if protocol::send_sync(&sync, &SyncMessage::Ready).is_err() {
+        exit_now(1);
+    }
+    match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+        Ok((SyncMessage::Start, _)) => {
+            let error = exec.exec();
+            fail(&sync, error.to_string());
+            exit_now(127)
+        }
+        // The daemon gave up on this container (or died): never run it.
+        _ => exit_now(1),
+    }
+}
+
+fn fail(sync: &OwnedFd, error: String) {
+    let _ = protocol::send_sync(sync, &SyncMessage::Failed { error });
+}
+
+/// Leaves without running atexit handlers or flushing std's buffers, which belong to the daemon.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every inherited fd but stdio and `keep` (the daemon's listener, its log, ...).
+fn close_fds_except(keep: RawFd) {
+    let ranges = [(3, keep - 1), (keep + 1, RawFd::MAX)];
+    for (first, last) in ranges {
+        if first <= last {
+            // SAFETY: close_range only closes descriptors of this single-threaded process; the
+            // ones we keep are outside the ranges.
+            unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+        }
+    }
+}
