@@ -1,0 +1,484 @@
+//! Protocol tests: the test plays containerd (real `start` action, Task RPCs over ttrpc, an
+//! Events service recording what the shim publishes) against the real shim binary, real
+//! overlay mounts, real cgroups and real namespaces. Needs root and `make rootfs`.
+
+mod shim_harness;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use containerd_shim_protos::api::*;
+use containerd_shim_protos::ttrpc::{self, Code};
+use shim_harness::*;
+
+fn topics(events: &[Recorded]) -> Vec<&str> {
+    events.iter().map(|e| e.topic.as_str()).collect()
+}
+
+fn rpc_code(err: &ttrpc::Error) -> Code {
+    match err {
+        ttrpc::Error::RpcStatus(status) => status.code(),
+        other => panic!("not an RPC status: {other:?}"),
+    }
+}
+
+fn rpc_message(err: &ttrpc::Error) -> String {
+    match err {
+        ttrpc::Error::RpcStatus(status) => status.message().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn wait(shim: &Shim, id: &str) -> WaitResponse {
+    let req = WaitRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.wait(ctx(), &req).expect("wait")
+}
+
+fn start(shim: &Shim, id: &str) -> ttrpc::Result<StartResponse> {
+    let req = StartRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.start(ctx(), &req)
+}
+
+fn delete(shim: &Shim, id: &str) -> ttrpc::Result<DeleteResponse> {
+    let req = DeleteRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.delete(ctx(), &req)
+}
+
+fn state(shim: &Shim, id: &str) -> StateResponse {
+    let req = StateRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.state(ctx(), &req).expect("state")
+}
+
+/// Asserts nothing of the container is left: no mount under the test dir, no cgroup.
+fn assert_released(fake: &FakeContainerd, id: &str) {
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
+    let cgroups = cgroup_dirs(&fake.cgroup_path(id));
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+}
+
+#[test]
+fn lifecycle_output_exit_code_and_event_order() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("lifecycle");
+    let id = "lifecycle";
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", "echo hello; exit 7"]);
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, reader) = fake.output_fifo("stdout");
+
+    let created = shim
+        .task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    assert!(created.pid > 0);
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::CREATED));
+    // The init exists but has not run the command: nothing was written yet.
+    assert_eq!(start(&shim, id).expect("start").pid, created.pid);
+    let exit = wait(&shim, id);
+    assert_eq!(exit.exit_status, 7);
+    assert_eq!(reader.join().unwrap(), "hello\n");
+    let st = state(&shim, id);
+    assert_eq!(st.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(st.exit_status, 7);
+    let deleted = delete(&shim, id).expect("delete");
+    assert_eq!(deleted.exit_status, 7);
+    assert_eq!(deleted.pid, created.pid);
+
+    let events = fake.events_for(id, 4);
+    assert_eq!(
+        topics(&events),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    assert!(events.iter().all(|e| e.pid == created.pid));
+    assert_eq!(events[2].exit_status, Some(7));
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn early_exits_are_never_lost_and_follow_start() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("early");
+    let first = "early-0";
+    let bundle = fake.bundle(first, "echo", &["/bin/true"]);
+    let shim = fake.start_shim(first, &bundle);
+    // Several containers in one shim, each exiting the moment it starts.
+    for i in 0..10 {
+        let id = format!("early-{i}");
+        let bundle = fake.bundle(&id, "echo", &["/bin/sh", "-c", &format!("exit {i}")]);
+        shim.task
+            .create(ctx(), &fake.create_request(&id, &bundle, ""))
+            .expect("create");
+        start(&shim, &id).expect("start");
+        assert_eq!(wait(&shim, &id).exit_status, i);
+        delete(&shim, &id).expect("delete");
+        let events = fake.events_for(&id, 4);
+        assert_eq!(
+            topics(&events),
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "container {id}"
+        );
+        assert_eq!(events[2].exit_status, Some(i));
+        assert_released(&fake, &id);
+    }
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn topology_init_is_a_sibling_of_the_single_threaded_spawner() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("topology");
+    let id = "topology";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    let shim_pid = shim.shim_pid();
+    let init = shim
+        .task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create")
+        .pid;
+    assert_eq!(status_field(init, "PPid"), Some(shim_pid.to_string()));
+
+    // The daemon's children: the spawner and the init, nothing in between still alive.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let children = loop {
+        let children = children_of(shim_pid);
+        if children.len() == 2 || Instant::now() > deadline {
+            break children;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(children.len(), 2, "daemon children: {children:?}");
+    let spawner = *children.iter().find(|&&c| c != init).unwrap();
+    assert_eq!(
+        status_field(spawner, "Name").as_deref(),
+        Some("sibling-spawner")
+    );
+    assert_eq!(status_field(spawner, "Threads").as_deref(), Some("1"));
+    assert!(
+        status_field(shim_pid, "Threads")
+            .and_then(|t| t.parse::<u32>().ok())
+            .unwrap()
+            > 1,
+        "the daemon is the threaded one"
+    );
+
+    start(&shim, id).expect("start");
+    assert_eq!(status_field(init, "PPid"), Some(shim_pid.to_string()));
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("subreaper");
+    let id = "subreaper";
+    let mut spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // No PID namespace: the container's orphan is re-parented to the nearest subreaper.
+    let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    namespaces.retain(|ns| ns["type"] != "pid");
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "sleep 100 & echo $!"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, lines) = fake.output_lines("stdout");
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(wait(&shim, id).exit_status, 0);
+    // The orphan keeps the FIFO open: read just the first line.
+    let orphan: u32 = lines.recv().unwrap().trim().parse().unwrap_or(0);
+    assert!(orphan > 0, "no orphan pid printed");
+    assert_eq!(
+        status_field(orphan, "PPid"),
+        Some(shim.shim_pid().to_string())
+    );
+    // Delete removes the cgroup, killing the orphan first.
+    delete(&shim, id).expect("delete");
+    assert!(
+        status_field(orphan, "PPid").is_none(),
+        "orphan survived Delete"
+    );
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("badinput");
+    let good = "good";
+    let good_bundle = fake.bundle(good, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(good, &good_bundle);
+    let shim_pid = shim.shim_pid();
+
+    let cases: [(&str, &str, &str); 3] = [
+        ("missing-binary", "missing-binary", "does-not-exist"),
+        ("bad-mount", "bad-mount", "/nonexistent/sibling-test-source"),
+        ("malformed", "malformed", "config.json"),
+    ];
+    for (id, template, expected) in cases {
+        let bundle = if template == "malformed" {
+            let bundle = fake.dir.join("bundles").join(id);
+            std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+            std::fs::copy(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/malformed/config.json"),
+                bundle.join("config.json"),
+            )
+            .unwrap();
+            bundle
+        } else {
+            fake.bundle(id, template, &[])
+        };
+        let err = shim
+            .task
+            .create(ctx(), &fake.create_request(id, &bundle, ""))
+            .expect_err(id);
+        let message = rpc_message(&err);
+        assert!(message.contains(expected), "{id}: {message}");
+        assert_released(&fake, id);
+    }
+
+    // A second Create with a live id.
+    shim.task
+        .create(ctx(), &fake.create_request(good, &good_bundle, ""))
+        .expect("create");
+    let again = shim
+        .task
+        .create(ctx(), &fake.create_request(good, &good_bundle, ""))
+        .expect_err("duplicate create");
+    assert_eq!(rpc_code(&again), Code::ALREADY_EXISTS);
+    // The failures left no process behind: spawner and the good init only.
+    let children = children_of(shim_pid);
+    assert_eq!(children.len(), 2, "daemon children: {children:?}");
+    // Delete of a created, never started container kills it.
+    let deleted = delete(&shim, good).expect("delete created");
+    assert_eq!(deleted.exit_status, 137);
+    assert_released(&fake, good);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn rpcs_not_yet_implemented_answer_unimplemented() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("unimpl");
+    let id = "unimpl";
+    let bundle = fake.bundle(id, "echo", &["/bin/true"]);
+    let shim = fake.start_shim(id, &bundle);
+    let pause = shim
+        .task
+        .pause(ctx(), &PauseRequest::default())
+        .expect_err("pause");
+    assert_eq!(rpc_code(&pause), Code::UNIMPLEMENTED);
+    let stats = shim
+        .task
+        .stats(ctx(), &StatsRequest::default())
+        .expect_err("stats");
+    assert_eq!(rpc_code(&stats), Code::UNIMPLEMENTED);
+    let missing = state_err(&shim, "nope");
+    assert_eq!(rpc_code(&missing), Code::NOT_FOUND);
+    shim.shutdown_and_wait();
+}
+
+fn state_err(shim: &Shim, id: &str) -> ttrpc::Error {
+    let req = StateRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task
+        .state(ctx(), &req)
+        .expect_err("state of unknown id")
+}
+
+#[test]
+fn kill_all_and_signal_exit_codes() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("kill");
+    let id = "kill";
+    // sh stays PID 1 and says when both sleeps run.
+    let script = "sleep 100 & sleep 100 & echo ready; wait; exit 3";
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", script]);
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, lines) = fake.output_lines("stdout");
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(lines.recv().unwrap(), "ready");
+    let pids = shim
+        .task
+        .pids(
+            ctx(),
+            &PidsRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("pids");
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 15,
+        all: true,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill all");
+    assert!(
+        pids.processes.len() >= 3,
+        "sh and two sleeps: {:?}",
+        pids.processes
+    );
+    // sh as PID 1 of its namespace ignores SIGTERM (it has no handler), but both sleeps get it
+    // too: they die, `wait` returns and sh goes on to `exit 3`.
+    assert_eq!(wait(&shim, id).exit_status, 3);
+    let again = shim.task.kill(ctx(), &kill);
+    assert!(again.is_ok() || rpc_code(&again.unwrap_err()) == Code::NOT_FOUND);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn sigterm_stops_containers_and_cleans_up() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("sigterm");
+    let id = "sigterm";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    let shim_pid = shim.shim_pid();
+    let init = shim
+        .task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create")
+        .pid;
+    start(&shim, id).expect("start");
+    let shim_fd = pidfd_open(shim_pid).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        wait_pidfd(&shim_fd, Duration::from_secs(10)),
+        "shim ignored SIGTERM"
+    );
+    assert!(status_field(init, "PPid").is_none(), "container survived");
+    assert_released(&fake, id);
+}
+
+#[test]
+fn delete_action_cleans_up_after_a_killed_shim() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("deleteaction");
+    let id = "deleteaction";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    let shim_pid = shim.shim_pid();
+    let init = shim
+        .task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create")
+        .pid;
+    start(&shim, id).expect("start");
+    let shim_fd = pidfd_open(shim_pid).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_pidfd(&shim_fd, Duration::from_secs(10)));
+    let out = std::process::Command::new(SHIM)
+        .args([
+            "-namespace",
+            NAMESPACE,
+            "-id",
+            id,
+            "-address",
+            &fake.address(),
+        ])
+        .arg("delete")
+        .current_dir(&bundle)
+        .output()
+        .expect("run delete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use containerd_shim_protos::protobuf::Message;
+    let response = DeleteResponse::parse_from_bytes(&out.stdout).expect("delete response");
+    assert_eq!(response.exit_status, 137);
+    assert_eq!(response.pid, init);
+    let init_fd = pidfd_open(init);
+    if let Some(fd) = init_fd {
+        assert!(wait_pidfd(&fd, Duration::from_secs(5)), "init survived");
+    }
+    assert_released(&fake, id);
+    // A second delete is harmless.
+    let again = std::process::Command::new(SHIM)
+        .args([
+            "-namespace",
+            NAMESPACE,
+            "-id",
+            id,
+            "-address",
+            &fake.address(),
+        ])
+        .arg("delete")
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
