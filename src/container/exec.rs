@@ -112,7 +112,6 @@ impl Exec {
     /// Things the setup skipped and the daemon should log (capabilities unknown to this
     /// kernel, spec fields not applied yet). The init logs nothing itself: its caller forwards
     /// these with "ready".
-    #[allow(dead_code)] // until the spawner's Ready message carries them
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }

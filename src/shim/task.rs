@@ -105,7 +105,10 @@ impl Task {
                 )
                 .map_err(TaskError::from_spawn)?;
             drop(child_stdio);
-            pending.wait_ready().map_err(TaskError::from_spawn)?;
+            let warnings = pending.wait_ready().map_err(TaskError::from_spawn)?;
+            for warning in warnings {
+                log::warn!("create {}: {warning}", req.id);
+            }
             let init = Arc::new(Process::new(
                 &req.id,
                 &req.id,
@@ -195,7 +198,36 @@ fn load_spec(bundle: &Path) -> Result<Spec, TaskError> {
             path.display()
         )));
     }
+    refuse_unapplied_confinement(&spec)?;
     Ok(spec)
+}
+
+/// Confinement the spec asks for but this runtime cannot apply yet fails Create: running the
+/// container without it would give it more privilege than its spec grants.
+fn refuse_unapplied_confinement(spec: &Spec) -> Result<(), TaskError> {
+    let process = spec.process().as_ref();
+    let is_set = |value: Option<&String>| value.is_some_and(|v| !v.is_empty());
+    let asked = [
+        (
+            "linux.seccomp",
+            spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()),
+        ),
+        (
+            "process.apparmorProfile",
+            is_set(process.and_then(|p| p.apparmor_profile().as_ref())),
+        ),
+        (
+            "process.selinuxLabel",
+            is_set(process.and_then(|p| p.selinux_label().as_ref())),
+        ),
+    ];
+    match asked.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(TaskError::unimplemented(format!(
+            "{field} is not supported by this runtime yet; refusing to run the container \
+             less confined than its spec asks"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The container root: `root.path` of the spec, relative to the bundle unless absolute.

@@ -123,11 +123,12 @@ pub struct PendingProcess {
 }
 
 impl PendingProcess {
-    /// sync 2: waits until the process finished its setup (or reports why it failed).
-    pub fn wait_ready(&self) -> Result<(), SpawnError> {
+    /// sync 2: waits until the process finished its setup (or reports why it failed); returns
+    /// the setup's warnings.
+    pub fn wait_ready(&self) -> Result<Vec<String>, SpawnError> {
         const STEP: &str = "wait for container setup";
         match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
-            Ok((SyncMessage::Ready, _)) => Ok(()),
+            Ok((SyncMessage::Ready { warnings }, _)) => Ok(warnings),
             Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
             Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
             Err(source) => Err(SpawnError::Sync { step: STEP, source }),

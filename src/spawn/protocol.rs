@@ -50,8 +50,9 @@ pub enum SpawnRequest {
 pub enum SyncMessage {
     /// 1. The init exists; its host pid (its pidfd travels with this record).
     Spawned { pid: i32 },
-    /// 2. Setup finished; the init waits for `Start`.
-    Ready,
+    /// Sync 2: setup finished; the init waits for `Start`. The warnings name what the setup
+    /// skipped, for the daemon's log (the init has no logger).
+    Ready { warnings: Vec<String> },
     /// 3. Go ahead and `execve`.
     Start,
     /// A step failed; the text names the step, the path or value and the errno.
@@ -193,11 +194,11 @@ mod tests {
     #[test]
     fn sync_messages_round_trip_one_record_each() {
         let (a, b) = pair();
-        send_sync(&a, &SyncMessage::Ready).unwrap();
+        send_sync(&a, &SyncMessage::Ready { warnings: vec![] }).unwrap();
         send_sync(&a, &SyncMessage::Failed { error: "x".into() }).unwrap();
         let (first, _): (SyncMessage, _) = receive(b.as_raw_fd()).unwrap();
         let (second, _): (SyncMessage, _) = receive(b.as_raw_fd()).unwrap();
-        assert_eq!(first, SyncMessage::Ready);
+        assert_eq!(first, SyncMessage::Ready { warnings: vec![] });
         assert_eq!(second, SyncMessage::Failed { error: "x".into() });
     }
 
@@ -227,7 +228,7 @@ mod tests {
     #[test]
     fn wrong_fd_count_is_an_error() {
         let (a, b) = pair();
-        send_sync(&a, &SyncMessage::Ready).unwrap();
+        send_sync(&a, &SyncMessage::Ready { warnings: vec![] }).unwrap();
         let err = receive_with_fds::<SyncMessage>(b.as_raw_fd(), 1).unwrap_err();
         assert!(matches!(
             err,

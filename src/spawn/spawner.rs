@@ -139,7 +139,10 @@ fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
             exit_now(1)
         }
     };
-    if protocol::send_sync(&sync, &SyncMessage::Ready).is_err() {
+    let ready = SyncMessage::Ready {
+        warnings: exec.warnings().to_vec(),
+    };
+    if protocol::send_sync(&sync, &ready).is_err() {
         exit_now(1);
     }
     match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {

@@ -87,6 +87,20 @@ impl CgroupDir {
     /// leaf has no `memory.max` or `pids.max`. On v1 cpuset, every level needs cpus and mems
     /// before a process can join (else ENOSPC).
     fn create(&mut self, enable_controllers: bool) -> Result<(), CgroupError> {
+        // Another container's `remove` may rmdir a parent it created between our mkdir of that
+        // parent (EEXIST) and of the next level (ENOENT): start again from the top then.
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            match self.create_levels(enable_controllers) {
+                Err(CgroupError::CreateDir { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => {}
+                result => return result,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn create_levels(&mut self, enable_controllers: bool) -> Result<(), CgroupError> {
         let below = self
             .path
             .strip_prefix(&self.mount_point)
