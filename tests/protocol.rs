@@ -284,6 +284,27 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
         assert_released(&fake, id);
     }
 
+    // Confinement the runtime cannot apply yet is refused, never silently dropped.
+    let mut spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path("seccomp"));
+    let bundle = fake.bundle_with_spec("seccomp", &spec);
+    let err = shim
+        .task
+        .create(ctx(), &fake.create_request("seccomp", &bundle, ""))
+        .expect_err("seccomp spec");
+    assert_eq!(rpc_code(&err), Code::UNIMPLEMENTED);
+    assert!(
+        rpc_message(&err).contains("linux.seccomp"),
+        "{}",
+        rpc_message(&err)
+    );
+    assert_released(&fake, "seccomp");
+
     // A second Create with a live id.
     shim.task
         .create(ctx(), &fake.create_request(good, &good_bundle, ""))

@@ -103,8 +103,7 @@ fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String
     server.shutdown();
     remove_socket(&flags.socket);
     drop(daemon);
-    // Every EventQueue clone is gone with the daemon and its tasks: the publisher drains the
-    // queue (TaskDelete is never lost to our own exit) and stops.
+    // TaskDelete and every other queued event still reach containerd before we exit.
     publisher.drain();
     Ok(())
 }

@@ -24,14 +24,21 @@ struct Event {
     message: Box<dyn MessageDyn>,
 }
 
+enum Item {
+    Event(Event),
+    /// Everything queued before this is delivered (or given up on); then the thread ends.
+    Stop,
+}
+
 /// The sending side of the queue. Cloning shares the same ordered queue.
 #[derive(Clone)]
 pub struct EventQueue {
-    tx: Sender<Event>,
+    tx: Sender<Item>,
 }
 
-/// The publisher thread; joining it drains the queue.
+/// The publisher thread.
 pub struct Publisher {
+    tx: Sender<Item>,
     thread: JoinHandle<()>,
 }
 
@@ -43,30 +50,39 @@ impl EventQueue {
             .name("events".into())
             .stack_size(256 * 1024)
             .spawn(move || run_publisher(&address, &namespace, rx))?;
-        Ok((EventQueue { tx }, Publisher { thread }))
+        let publisher = Publisher {
+            tx: tx.clone(),
+            thread,
+        };
+        Ok((EventQueue { tx }, publisher))
     }
 
     /// Enqueues an event; it is sent after every event enqueued before it.
     pub fn publish(&self, topic: &'static str, message: Box<dyn MessageDyn>) {
         log::debug!("event {topic}");
-        if self.tx.send(Event { topic, message }).is_err() {
+        if self.tx.send(Item::Event(Event { topic, message })).is_err() {
             log::error!("event {topic} dropped: publisher stopped");
         }
     }
 }
 
 impl Publisher {
-    /// Waits until every queued event was sent or given up on. The queue must be closed first
-    /// (every `EventQueue` dropped).
+    /// Waits until every event queued so far was sent or given up on, then stops the thread.
+    /// Events queued after this call are dropped.
     pub fn drain(self) {
-        let _ = self.thread.join();
+        if self.tx.send(Item::Stop).is_ok() {
+            let _ = self.thread.join();
+        }
     }
 }
 
-fn run_publisher(address: &str, namespace: &str, rx: Receiver<Event>) {
+fn run_publisher(address: &str, namespace: &str, rx: Receiver<Item>) {
     let mut client: Option<RemotePublisher> = None;
-    for event in rx {
-        deliver(address, namespace, &mut client, event);
+    for item in rx {
+        match item {
+            Item::Event(event) => deliver(address, namespace, &mut client, event),
+            Item::Stop => return,
+        }
     }
 }
 
