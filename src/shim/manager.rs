@@ -109,12 +109,25 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
         let _ = cgroup.remove();
     }
     unmount_all(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
     state_file.remove();
     DeleteResponse {
         pid: state.map_or(0, |s| s.pid),
         exit_status: 128 + nix::libc::SIGKILL as u32,
         exited_at: MessageField::some(timestamp_now()),
         ..Default::default()
+    }
+}
+
+/// A daemon killed with SIGKILL could not remove its socket in /run/containerd/s: remove it,
+/// unless something still answers there (a pod's shim serving other containers).
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if !path.is_empty() && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -97,7 +97,7 @@ impl Task {
         };
         let init = {
             let _parking = daemon.exits.begin_spawn();
-            let (pending, pidfd) = daemon
+            let (mut pending, pidfd) = daemon
                 .spawner
                 .spawn(
                     &request,

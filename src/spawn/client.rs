@@ -94,24 +94,30 @@ impl Spawner {
         // Only the helper and the init may hold the other end now, so end-of-file means they
         // are gone.
         drop(child_end);
-        let (message, mut fds) =
-            protocol::receive::<SyncMessage>(sync.as_raw_fd()).map_err(|source| {
-                SpawnError::Sync {
-                    step: "wait for the spawned process",
-                    source,
+        const STEP: &str = "wait for the spawned process";
+        // Sync 1 comes from the helper, sync 2 from the init: two processes racing on one
+        // socket, so a fast init's Ready can arrive first. It is kept for `wait_ready`.
+        let mut early_ready = None;
+        loop {
+            let (message, mut fds) = protocol::receive::<SyncMessage>(sync.as_raw_fd())
+                .map_err(|source| SpawnError::Sync { step: STEP, source })?;
+            match message {
+                SyncMessage::Spawned { pid } => {
+                    let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
+                    let pid = Pid::from_raw(pid);
+                    let pending = PendingProcess {
+                        pid,
+                        sync,
+                        early_ready,
+                    };
+                    return Ok((pending, pidfd));
                 }
-            })?;
-        match message {
-            SyncMessage::Spawned { pid } => {
-                let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
-                let pid = Pid::from_raw(pid);
-                Ok((PendingProcess { pid, sync }, pidfd))
+                SyncMessage::Ready { warnings } if early_ready.is_none() => {
+                    early_ready = Some(warnings);
+                }
+                SyncMessage::Failed { error } => return Err(SpawnError::Failed(error)),
+                got => return Err(SpawnError::Unexpected { step: STEP, got }),
             }
-            SyncMessage::Failed { error } => Err(SpawnError::Failed(error)),
-            got => Err(SpawnError::Unexpected {
-                step: "wait for the spawned process",
-                got,
-            }),
         }
     }
 }
@@ -120,13 +126,18 @@ impl Spawner {
 pub struct PendingProcess {
     pub pid: Pid,
     sync: OwnedFd,
+    /// Sync 2, when it overtook sync 1.
+    early_ready: Option<Vec<String>>,
 }
 
 impl PendingProcess {
     /// sync 2: waits until the process finished its setup (or reports why it failed); returns
     /// the setup's warnings.
-    pub fn wait_ready(&self) -> Result<Vec<String>, SpawnError> {
+    pub fn wait_ready(&mut self) -> Result<Vec<String>, SpawnError> {
         const STEP: &str = "wait for container setup";
+        if let Some(warnings) = self.early_ready.take() {
+            return Ok(warnings);
+        }
         match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
             Ok((SyncMessage::Ready { warnings }, _)) => Ok(warnings),
             Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),

@@ -14,6 +14,9 @@
 //! 4. init: `execve`. The init's end is close-on-exec, so end-of-file on the daemon's end means
 //!    `execve` succeeded; otherwise the init sends `Failed` first.
 //!
+//! Sync 1 and 2 come from two processes racing on one socket: the daemon accepts `Ready`
+//! (or `Failed`) before `Spawned`.
+//!
 //! Records are JSON: the spec already has a serde form, and a record is decoded once per container.
 
 use std::io::{IoSlice, IoSliceMut};
