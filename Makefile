@@ -1,0 +1,58 @@
+# containerd-shim-sibling-v2: build, test and demo entry points.
+# Tests need root, containerd, ctr and busybox-static (see .ci/run for the packages).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+BUSYBOX ?= /bin/busybox
+
+BUILD_DIR := $(CURDIR)/build
+ROOTFS := $(BUILD_DIR)/rootfs
+IMAGE_TAR := $(BUILD_DIR)/busybox-image.tar
+# Tests run two at a time: each starts its own containerd, and these machines have 2 cores.
+TEST_THREADS ?= 2
+# Extra arguments for the test binaries, e.g. `make test TEST_ARGS=runc` to run only the
+# checks against the reference runc shim.
+TEST_ARGS ?=
+
+.PHONY: all build rootfs image bundles test demo lint sweep clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# The rootfs is rebuilt when busybox or the script changes. $(wildcard) keeps a missing busybox
+# from turning into make's "no rule" error: the script then says what to install.
+rootfs: $(ROOTFS)/bin/busybox
+$(ROOTFS)/bin/busybox: scripts/build-rootfs.sh $(wildcard $(BUSYBOX))
+	BUSYBOX=$(BUSYBOX) scripts/build-rootfs.sh $(ROOTFS)
+
+image: $(IMAGE_TAR)
+$(IMAGE_TAR): $(ROOTFS)/bin/busybox scripts/build-image.sh
+	scripts/build-image.sh $(IMAGE_TAR) $(ROOTFS)
+
+# Tests copy test-bundles/*/config.json into temporary directories themselves and put a copy
+# of the rootfs beside it: all they need from here is build/rootfs.
+bundles: rootfs
+
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+test: build rootfs image
+	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
+		$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS) $(TEST_ARGS)
+
+# Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another
+# runtime (e.g. io.containerd.runc.v2) to compare.
+demo:
+	scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Stops private containerds and removes directories left by test processes that died.
+sweep:
+	scripts/sweep-test-leftovers.sh
+
+clean:
+	rm -rf $(BUILD_DIR)
+	$(CARGO) clean
