@@ -479,7 +479,10 @@ fn delete_action_cleans_up_after_a_killed_shim() {
         String::from_utf8_lossy(&out.stderr)
     );
     let socket = shim.address.trim_start_matches("unix://");
-    assert!(!Path::new(socket).exists(), "dead shim's socket left: {socket}");
+    assert!(
+        !Path::new(socket).exists(),
+        "dead shim's socket left: {socket}"
+    );
     use containerd_shim_protos::protobuf::Message;
     let response = DeleteResponse::parse_from_bytes(&out.stdout).expect("delete response");
     assert_eq!(response.exit_status, 137);
