@@ -13,7 +13,6 @@ use std::path::Path;
 use nix::unistd::chdir;
 use oci_spec::runtime::{Linux, Process, Spec};
 
-use super::InitConfig;
 use super::capabilities::{
     CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
     plan_capabilities, read_available,
@@ -33,6 +32,7 @@ use super::rootfs::{
     make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
 };
 use super::sysctl::{apply_sysctls, check_sysctl};
+use super::{ExecConfig, InitConfig};
 
 pub use super::error::InitError;
 pub use super::exec::Exec;
@@ -70,6 +70,31 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
         errno,
     })?;
     warnings.extend(ignored_spec_fields(spec));
+    build_exec(process, warnings)
+}
+
+/// Sets up an exec'd process, already in the container's namespaces, cgroup and root: the
+/// process-level steps of [`prepare`] (no mounts, no kernel state: those belong to the init).
+pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitError> {
+    let process = &config.process;
+    if !process.cwd().is_absolute() {
+        let cwd = process.cwd().display();
+        return Err(invalid(&format!("process.cwd {cwd:?} is not absolute")));
+    }
+    if process.args().as_ref().is_none_or(|args| args.is_empty()) {
+        return Err(invalid("process.args is empty"));
+    }
+    install_stdio(stdio, process.terminal().unwrap_or(false))?;
+    if let Some(value) = process.oom_score_adj() {
+        set_oom_score_adj(value)?;
+    }
+    let (capabilities, warnings) = plan_capability_step(process)?;
+    drop_privileges(process, capabilities.as_ref())?;
+    set_umask(process.user().umask());
+    chdir(process.cwd()).map_err(|errno| InitError::Cwd {
+        path: process.cwd().clone(),
+        errno,
+    })?;
     build_exec(process, warnings)
 }
 

@@ -29,7 +29,7 @@ pub mod sysctl;
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 /// What a container init needs to set itself up, computed by the daemon before any fork.
@@ -41,4 +41,14 @@ pub struct InitConfig {
     pub spec: Spec,
     /// Absolute host path of the container's root filesystem, already mounted by the daemon.
     pub rootfs: PathBuf,
+}
+
+/// What an exec'd process needs: its own `process` spec. It runs in the init's namespaces
+/// (joined by the helper through the init's pidfd) and cgroup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The container id and exec id (for error messages).
+    pub id: String,
+    pub exec_id: String,
+    pub process: Process,
 }

@@ -14,10 +14,13 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
+
+use super::drain::{DRAIN_TIMEOUT, wait_drained};
 
 /// The stdio paths of a Create request.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +57,8 @@ fn io_error<'a>(what: &'static str, path: &'a str) -> impl FnOnce(std::io::Error
 
 /// The daemon's side of a process's stdio; dropping it releases everything.
 pub struct ProcessIo {
-    _keepers: Vec<File>,
+    /// Read ends of the output FIFOs (never read), with their paths.
+    keepers: Vec<(PathBuf, File)>,
     stdin: Option<Arc<StdinPipe>>,
 }
 
@@ -71,11 +75,19 @@ impl ProcessIo {
         let stdout = open_output(&paths.stdout, &mut keepers)?;
         let stderr = open_output(&paths.stderr, &mut keepers)?;
         let (stdin, container_stdin) = open_input(&paths.stdin)?;
-        let io = ProcessIo {
-            _keepers: keepers,
-            stdin,
-        };
+        let io = ProcessIo { keepers, stdin };
         Ok((io, [container_stdin, stdout, stderr]))
+    }
+
+    /// Before Delete releases the FIFOs: waits (bounded) until containerd has read what the
+    /// process wrote. See `drain`.
+    pub fn wait_output_read(&self) {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        for (path, keeper) in &self.keepers {
+            if !wait_drained(path, keeper, deadline) {
+                log::warn!("output in {} was not read before Delete", path.display());
+            }
+        }
     }
 
     /// CloseIO: the process reads end-of-file on stdin.
@@ -128,6 +140,67 @@ impl StdinPipe {
     }
 }
 
+/// Opens the process's write end only once containerd's reader is there, then the daemon's own
+/// read end (the keeper).
+///
+/// The order matters: containerd's client opens its read end with a blocking open(2), which
+/// only returns while a writer exists. With our keeper opened first, a fast process could
+/// write, exit and close the last writer before the client's open even started; that open
+/// would then wait for a writer that never comes, and the output would be lost. A write-only
+/// open succeeds only while a reader is present (or blocked in its open), so it proves the
+/// client's reader will see this writer.
+fn open_fifo_writer(uri: &str) -> Result<(File, File), IoError> {
+    let nonblocking_write = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(uri);
+    let (writer, keeper) = match nonblocking_write {
+        Ok(writer) => (writer, open_keeper(uri)?),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => wait_for_reader(uri)?,
+        Err(e) => return Err(io_error("open", uri)(e)),
+    };
+    Ok((writer, keeper))
+}
+
+/// How long a Create or Start waits for containerd to open an output FIFO it passed.
+const READER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// No reader yet: a thread blocks in the write-only open, which returns the moment one comes.
+/// If none comes in time, our keeper becomes the reader (releasing that open), so the process
+/// still runs and its output waits in the FIFO for a reader.
+fn wait_for_reader(uri: &str) -> Result<(File, File), IoError> {
+    let (tx, rx) = mpsc::channel();
+    let path = uri.to_owned();
+    std::thread::Builder::new()
+        .name("fifo-open".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = tx.send(OpenOptions::new().write(true).open(path));
+        })
+        .map_err(io_error("start FIFO opener for", uri))?;
+    let early = rx.recv_timeout(READER_TIMEOUT).ok();
+    let keeper = open_keeper(uri)?;
+    if early.is_none() {
+        log::warn!("no reader on {uri} after {READER_TIMEOUT:?}; output waits in the FIFO");
+    }
+    let opened = match early {
+        Some(opened) => opened,
+        // The keeper is a reader: the blocked open returns now.
+        None => rx
+            .recv()
+            .map_err(|_| io_error("open", uri)(std::io::Error::from_raw_os_error(libc::EIO)))?,
+    };
+    Ok((opened.map_err(io_error("open", uri))?, keeper))
+}
+
+fn open_keeper(uri: &str) -> Result<File, IoError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(uri)
+        .map_err(io_error("open", uri))
+}
+
 fn open_null() -> Result<OwnedFd, IoError> {
     let file = OpenOptions::new()
         .read(true)
@@ -138,7 +211,7 @@ fn open_null() -> Result<OwnedFd, IoError> {
 }
 
 /// stdout/stderr: a FIFO path (what containerd's cio uses), `file://` (append), or nothing.
-fn open_output(uri: &str, keepers: &mut Vec<File>) -> Result<OwnedFd, IoError> {
+fn open_output(uri: &str, keepers: &mut Vec<(PathBuf, File)>) -> Result<OwnedFd, IoError> {
     if uri.is_empty() {
         return open_null();
     }
@@ -157,24 +230,14 @@ fn open_output(uri: &str, keepers: &mut Vec<File>) -> Result<OwnedFd, IoError> {
             source: std::io::Error::from_raw_os_error(libc::ENOTSUP),
         });
     }
-    // The keeper first: a read end that exists makes the write-only open below succeed at once.
-    let keeper = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(uri)
-        .map_err(io_error("open", uri))?;
-    let writer = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(uri)
-        .map_err(io_error("open", uri))?;
+    let (writer, keeper) = open_fifo_writer(uri)?;
     // The container must block on a full FIFO, not get EAGAIN.
     fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| IoError {
         what: "set blocking",
         path: uri.to_owned(),
         source: e.into(),
     })?;
-    keepers.push(keeper);
+    keepers.push((PathBuf::from(uri), keeper));
     Ok(writer.into())
 }
 

@@ -149,7 +149,7 @@ fn stop_all_containers(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
                 reap_children(exits);
             }
         }
-        if let Err(e) = task.destroy() {
+        if let Err(e) = task.destroy(false) {
             log::error!("stop {}: {e}", task.id);
         }
         daemon.remove(&task.id);

@@ -4,6 +4,8 @@
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod exec;
+pub mod exit_order;
 pub mod logger;
 pub mod manager;
 pub mod process;

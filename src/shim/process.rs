@@ -5,15 +5,18 @@
 //! enqueued right after TaskStart. So TaskStart always precedes TaskExit for the same process.
 
 use std::os::fd::OwnedFd;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use containerd_shim_protos::events::task::{TaskExit, TaskStart};
+use containerd_shim_protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC};
+use containerd_shim_protos::topics::{
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+};
 
 use super::error::TaskError;
 use super::events::EventQueue;
+use super::exit_order::ExitOrder;
 use super::time::timestamp_now;
 use crate::spawn::{PendingProcess, clone::pidfd_send_signal};
 
@@ -44,29 +47,40 @@ struct State {
     pending: Option<PendingProcess>,
 }
 
+/// Which of a container's processes this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Init,
+    Exec,
+}
+
 /// A container process whose parent is the shim daemon.
 pub struct Process {
     pub container_id: String,
     /// The exec id, or the container id for the init (what TaskExit's `id` carries).
     pub id: String,
+    pub kind: Kind,
     pub pid: u32,
     pidfd: OwnedFd,
     state: Mutex<State>,
     exited: Condvar,
     events: EventQueue,
+    order: Arc<ExitOrder>,
 }
 
 impl Process {
     pub fn new(
         container_id: &str,
-        id: &str,
+        (kind, id): (Kind, &str),
         (pending, pidfd): (PendingProcess, OwnedFd),
         events: EventQueue,
+        order: Arc<ExitOrder>,
     ) -> Self {
         let pid = pending.pid.as_raw() as u32;
         Process {
             container_id: container_id.to_owned(),
             id: id.to_owned(),
+            kind,
             pid,
             pidfd,
             state: Mutex::new(State {
@@ -76,7 +90,13 @@ impl Process {
             }),
             exited: Condvar::new(),
             events,
+            order,
         }
+    }
+
+    /// The pidfd, through which an exec joins this process's namespaces.
+    pub fn pidfd(&self) -> &OwnedFd {
+        &self.pidfd
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -104,14 +124,7 @@ impl Process {
         let mut state = self.lock();
         state.phase = match result {
             Ok(()) => {
-                self.events.publish(
-                    TASK_START_EVENT_TOPIC,
-                    Box::new(TaskStart {
-                        container_id: self.container_id.clone(),
-                        pid: self.pid,
-                        ..Default::default()
-                    }),
-                );
+                self.publish_started();
                 Phase::Running
             }
             Err(_) => Phase::StartFailed,
@@ -135,6 +148,10 @@ impl Process {
             at: timestamp_now(),
         };
         state.exit = Some(exit.clone());
+        if self.kind == Kind::Init {
+            // From now on no exec may be added, even before the init's TaskExit is due.
+            self.order.init_exited();
+        }
         // An init that never started must not wait for a Start that cannot come.
         state.pending = None;
         if state.phase != Phase::Starting {
@@ -143,18 +160,45 @@ impl Process {
         self.exited.notify_all();
     }
 
+    fn publish_started(&self) {
+        match self.kind {
+            Kind::Init => self.events.publish(
+                TASK_START_EVENT_TOPIC,
+                Box::new(TaskStart {
+                    container_id: self.container_id.clone(),
+                    pid: self.pid,
+                    ..Default::default()
+                }),
+            ),
+            Kind::Exec => self.events.publish(
+                TASK_EXEC_STARTED_EVENT_TOPIC,
+                Box::new(TaskExecStarted {
+                    container_id: self.container_id.clone(),
+                    exec_id: self.id.clone(),
+                    pid: self.pid,
+                    ..Default::default()
+                }),
+            ),
+        }
+    }
+
+    /// TaskExit; the init's waits for every exec's (see `exit_order`).
     fn publish_exit(&self, exit: &Exit) {
-        self.events.publish(
-            TASK_EXIT_EVENT_TOPIC,
-            Box::new(TaskExit {
-                container_id: self.container_id.clone(),
-                id: self.id.clone(),
-                pid: self.pid,
-                exit_status: exit.code,
-                exited_at: MessageField::some(exit.at.clone()),
-                ..Default::default()
-            }),
-        );
+        let event = TaskExit {
+            container_id: self.container_id.clone(),
+            id: self.id.clone(),
+            pid: self.pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(exit.at.clone()),
+            ..Default::default()
+        };
+        match self.kind {
+            Kind::Init => self.order.publish_init_exit(&self.events, event),
+            Kind::Exec => {
+                self.events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(event));
+                self.order.exec_done(&self.events);
+            }
+        }
     }
 
     /// Blocks until the exit is recorded.

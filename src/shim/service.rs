@@ -6,19 +6,21 @@
 
 use std::sync::Arc;
 
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO};
+use containerd_shim_protos::events::task::TaskDelete;
 use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
+use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim::shim::*;
 use containerd_shim_protos::shim_sync::Task as TaskRpc;
-use containerd_shim_protos::topics::{TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC};
+use containerd_shim_protos::topics::TASK_DELETE_EVENT_TOPIC;
 use containerd_shim_protos::ttrpc::{self, TtrpcContext};
 use containerd_shim_protos::types::empty::Empty;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 
 use super::Daemon;
 use super::error::TaskError;
-use super::process::Phase;
+use super::process::{Exit, Phase, Process};
 use super::task::Task;
+use crate::io::StdioPaths;
 
 /// The ttrpc-facing service; cheap to share between the server's threads.
 pub struct TaskService {
@@ -36,40 +38,14 @@ impl TaskService {
             .ok_or_else(|| TaskError::not_found(format!("container {id} not found")))
     }
 
-    /// This shim runs no exec processes yet: any exec id names nothing.
-    fn init_only(exec_id: &str) -> Result<(), TaskError> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(TaskError::not_found(format!("exec {exec_id} not found")))
-        }
-    }
-
     fn do_create(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse, TaskError> {
         let _reservation = self.daemon.reserve(&req.id)?;
         if !self.daemon.exits.spawner_alive() {
             return Err(TaskError::internal("the spawner is gone; restart the shim"));
         }
+        // TaskCreate is enqueued by Task::create, before the init can exit.
         let task = Arc::new(Task::create(&self.daemon, req)?);
         let pid = task.init.pid;
-        self.daemon.events.publish(
-            TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
-                container_id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                checkpoint: req.checkpoint.clone(),
-                pid,
-                ..Default::default()
-            }),
-        );
         self.daemon.insert(task);
         Ok(CreateTaskResponse {
             pid,
@@ -78,25 +54,42 @@ impl TaskService {
     }
 
     fn do_start(&self, req: &StartRequest) -> Result<StartResponse, TaskError> {
-        Self::init_only(&req.exec_id)?;
         let task = self.task(&req.id)?;
-        task.init.start()?;
+        let pid = if req.exec_id.is_empty() {
+            task.init.start()?;
+            task.init.pid
+        } else {
+            task.exec(&req.exec_id)?.start(&self.daemon, &task)?
+        };
         Ok(StartResponse {
-            pid: task.init.pid,
+            pid,
             ..Default::default()
         })
     }
 
+    fn do_exec(&self, req: &ExecProcessRequest) -> Result<(), TaskError> {
+        self.task(&req.id)?.add_exec(&self.daemon, req)
+    }
+
     fn do_delete(&self, req: &DeleteRequest) -> Result<DeleteResponse, TaskError> {
-        Self::init_only(&req.exec_id)?;
         let task = self.task(&req.id)?;
+        if !req.exec_id.is_empty() {
+            // No TaskDelete for an exec: containerd's contract has it for the init only.
+            let (pid, exit) = task.delete_exec(&req.exec_id)?;
+            return Ok(DeleteResponse {
+                pid,
+                exit_status: exit.code,
+                exited_at: MessageField::some(exit.at),
+                ..Default::default()
+            });
+        }
         if task.init.exit().is_none() && task.init.phase() != Phase::Created {
             return Err(TaskError::precondition(format!(
                 "cannot delete task {}: it is running",
                 req.id
             )));
         }
-        let result = task.destroy();
+        let result = task.destroy(true);
         self.daemon.remove(&req.id);
         let exit = task.init.wait();
         self.daemon.events.publish(
@@ -122,33 +115,37 @@ impl TaskService {
     }
 
     fn do_state(&self, req: &StateRequest) -> Result<StateResponse, TaskError> {
-        Self::init_only(&req.exec_id)?;
         let task = self.task(&req.id)?;
-        let exit = task.init.exit();
-        let status = match (&exit, task.init.phase()) {
-            (Some(_), _) => Status::STOPPED,
-            (None, Phase::Created) => Status::CREATED,
-            (None, _) => Status::RUNNING,
-        };
-        Ok(StateResponse {
-            id: req.id.clone(),
-            bundle: task.bundle.to_string_lossy().into_owned(),
-            pid: task.init.pid,
-            status: EnumOrUnknown::new(status),
-            stdin: task.stdio.stdin.clone(),
-            stdout: task.stdio.stdout.clone(),
-            stderr: task.stdio.stderr.clone(),
-            terminal: task.stdio.terminal,
-            exit_status: exit.as_ref().map_or(0, |e| e.code),
-            exited_at: exit.map(|e| e.at).into(),
-            ..Default::default()
-        })
+        if req.exec_id.is_empty() {
+            let init = Some(Arc::clone(&task.init));
+            return Ok(state_response(
+                req,
+                &task,
+                init,
+                &task.stdio,
+                task.init.exit(),
+            ));
+        }
+        let exec = task.exec(&req.exec_id)?;
+        Ok(state_response(
+            req,
+            &task,
+            exec.process(),
+            &exec.stdio,
+            exec.exit(),
+        ))
     }
 
     fn do_kill(&self, req: &KillRequest) -> Result<(), TaskError> {
-        Self::init_only(&req.exec_id)?;
         let task = self.task(&req.id)?;
         let signal = req.signal as i32;
+        if !req.exec_id.is_empty() {
+            let exec = task.exec(&req.exec_id)?;
+            let process = exec.process().ok_or_else(|| {
+                TaskError::precondition(format!("exec {} is not running", req.exec_id))
+            })?;
+            return process.kill(signal);
+        }
         if req.all {
             let Some(cgroup) = &task.cgroup else {
                 return task.init.kill(signal);
@@ -170,12 +167,10 @@ impl TaskService {
                 .map_err(|e| TaskError::internal(format!("list pids of {}: {e}", req.id)))?,
             None => vec![task.init.pid as i32],
         };
+        let exec_ids = task.exec_ids_by_pid();
         let processes = pids
             .into_iter()
-            .map(|pid| ProcessInfo {
-                pid: pid as u32,
-                ..Default::default()
-            })
+            .map(|pid| process_info(pid as u32, &exec_ids))
             .collect();
         Ok(PidsResponse {
             processes,
@@ -184,12 +179,77 @@ impl TaskService {
     }
 
     fn do_close_io(&self, req: &CloseIORequest) -> Result<(), TaskError> {
-        Self::init_only(&req.exec_id)?;
         let task = self.task(&req.id)?;
-        if req.stdin {
+        if !req.stdin {
+            return Ok(());
+        }
+        if req.exec_id.is_empty() {
             task.close_stdin();
+        } else {
+            task.exec(&req.exec_id)?.close_stdin();
         }
         Ok(())
+    }
+
+    fn wait_for(&self, req: &WaitRequest) -> Result<Exit, TaskError> {
+        let task = self.task(&req.id)?;
+        if req.exec_id.is_empty() {
+            // Only the process is held while blocking: Delete may drop the task meanwhile.
+            let init = Arc::clone(&task.init);
+            drop(task);
+            return Ok(init.wait());
+        }
+        let exec = task.exec(&req.exec_id)?;
+        drop(task);
+        Ok(exec.wait())
+    }
+}
+
+fn state_response(
+    req: &StateRequest,
+    task: &Task,
+    process: Option<Arc<Process>>,
+    stdio: &StdioPaths,
+    exit: Option<Exit>,
+) -> StateResponse {
+    let phase = process.as_ref().map(|p| p.phase());
+    let status = match (&exit, phase) {
+        (Some(_), _) => Status::STOPPED,
+        (None, Some(Phase::Created) | None) => Status::CREATED,
+        (None, Some(_)) => Status::RUNNING,
+    };
+    StateResponse {
+        id: req.id.clone(),
+        exec_id: req.exec_id.clone(),
+        bundle: task.bundle.to_string_lossy().into_owned(),
+        pid: process.map_or(0, |p| p.pid),
+        status: EnumOrUnknown::new(status),
+        stdin: stdio.stdin.clone(),
+        stdout: stdio.stdout.clone(),
+        stderr: stdio.stderr.clone(),
+        terminal: stdio.terminal,
+        exit_status: exit.as_ref().map_or(0, |e| e.code),
+        exited_at: exit.map(|e| e.at).into(),
+        ..Default::default()
+    }
+}
+
+/// A pid for Pids; an exec's carries its exec id in runc's ProcessDetails, as ctr shows it.
+fn process_info(pid: u32, exec_ids: &[(u32, String)]) -> ProcessInfo {
+    let info = exec_ids
+        .iter()
+        .find(|(exec_pid, _)| *exec_pid == pid)
+        .and_then(|(_, exec_id)| {
+            let details = ProcessDetails {
+                exec_id: exec_id.clone(),
+                ..Default::default()
+            };
+            containerd_shim::util::convert_to_any(Box::new(details)).ok()
+        });
+    ProcessInfo {
+        pid,
+        info: info.into(),
+        ..Default::default()
     }
 }
 
@@ -228,11 +288,7 @@ impl TaskRpc for TaskService {
     }
 
     fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        let process = Self::init_only(&req.exec_id)
-            .and_then(|()| self.task(&req.id))
-            .map(|task| Arc::clone(&task.init));
-        // Only the process is held while blocking: Delete may drop the task meanwhile.
-        let exit = reply("wait", &req.id, process)?.wait();
+        let exit = reply("wait", &req.id, self.wait_for(&req))?;
         Ok(WaitResponse {
             exit_status: exit.code,
             exited_at: MessageField::some(exit.at),
@@ -279,8 +335,8 @@ impl TaskRpc for TaskService {
         unimplemented("checkpoint")
     }
 
-    fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        unimplemented("exec")
+    fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        reply("exec", &req.id, self.do_exec(&req)).map(|()| Empty::new())
     }
 
     fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> ttrpc::Result<Empty> {

@@ -3,14 +3,21 @@
 //! `Task::create` acquires those in order and gives every one back if a later step fails, so a
 //! failed Create leaves no mount, cgroup, FIFO reader or process behind.
 
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
+use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
+use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
 use oci_spec::runtime::Spec;
 
 use super::error::TaskError;
-use super::process::Process;
+use super::exec::ExecProcess;
+use super::exit_order::ExitOrder;
+use super::process::{Kind, Process};
 use super::rootfs::{MountedRootfs, mount_rootfs};
 use super::state_file::StateFile;
 use super::{DEFAULT_CGROUP_PARENT, Daemon};
@@ -26,6 +33,10 @@ pub struct Task {
     pub bundle: PathBuf,
     pub stdio: StdioPaths,
     pub init: Arc<Process>,
+    /// TaskExit order between the init and the execs; refuses execs after the init exited.
+    pub order: Arc<ExitOrder>,
+    /// Exec processes by exec id.
+    execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
     pub cgroup: Option<Cgroup>,
     rootfs_target: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
@@ -95,35 +106,24 @@ impl Task {
             namespaces,
             cgroup: acquired.cgroup.clone(),
         };
-        let init = {
-            let _parking = daemon.exits.begin_spawn();
-            let (mut pending, pidfd) = daemon
-                .spawner
-                .spawn(
-                    &request,
-                    [&child_stdio[0], &child_stdio[1], &child_stdio[2]],
-                )
-                .map_err(TaskError::from_spawn)?;
-            drop(child_stdio);
-            let warnings = pending.wait_ready().map_err(TaskError::from_spawn)?;
-            for warning in warnings {
-                log::warn!("create {}: {warning}", req.id);
-            }
-            let init = Arc::new(Process::new(
-                &req.id,
-                &req.id,
-                (pending, pidfd),
-                daemon.events.clone(),
-            ));
-            daemon.exits.register(&init);
-            init
-        };
+        let order = Arc::new(ExitOrder::default());
+        let init = spawn_process(
+            daemon,
+            &request,
+            child_stdio,
+            None,
+            (&req.id, Kind::Init, &req.id),
+            &order,
+            Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
+        )?;
         let rootfs = acquired.rootfs.take();
         let task = Task {
             id: req.id.clone(),
             bundle,
             stdio,
             init,
+            order,
+            execs: Mutex::new(HashMap::new()),
             cgroup: acquired.cgroup.take(),
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
             held: Mutex::new(Some(Held { rootfs, io })),
@@ -140,6 +140,10 @@ impl Task {
         self.rootfs_target.as_deref()
     }
 
+    pub(super) fn execs(&self) -> MutexGuard<'_, HashMap<String, Arc<ExecProcess>>> {
+        self.execs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -153,13 +157,18 @@ impl Task {
 
     /// Releases what Create acquired, once. The init must have exited; one that was created
     /// but never started is killed here (it never ran user code).
-    pub fn destroy(&self) -> Result<(), TaskError> {
+    /// `wait_for_readers`: let containerd read the init's last output first (Delete does; a
+    /// shim shutting down on SIGTERM does not wait for anyone).
+    pub fn destroy(&self, wait_for_readers: bool) -> Result<(), TaskError> {
         let Some(mut held) = self.held().take() else {
             return Ok(());
         };
         if self.init.exit().is_none() {
             let _ = self.init.kill(nix::libc::SIGKILL);
             self.init.wait();
+        }
+        if wait_for_readers {
+            held.io.wait_output_read();
         }
         let mut errors = Vec::new();
         if let Some(cgroup) = &self.cgroup
@@ -179,6 +188,67 @@ impl Task {
             Err(TaskError::internal(errors.join("; ")))
         }
     }
+}
+
+/// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
+/// it with the reaper. The exit of a process that dies before it is registered is parked.
+pub(super) fn spawn_process(
+    daemon: &Daemon,
+    request: &SpawnRequest,
+    stdio: [OwnedFd; 3],
+    init_pidfd: Option<&OwnedFd>,
+    (container_id, kind, id): (&str, Kind, &str),
+    order: &Arc<ExitOrder>,
+    announce: Option<Announce<'_>>,
+) -> Result<Arc<Process>, TaskError> {
+    let _parking = daemon.exits.begin_spawn();
+    let (mut pending, pidfd) = daemon
+        .spawner
+        .spawn(request, [&stdio[0], &stdio[1], &stdio[2]], init_pidfd)
+        .map_err(TaskError::from_spawn)?;
+    // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
+    drop(stdio);
+    let warnings = pending.wait_ready().map_err(TaskError::from_spawn)?;
+    for warning in warnings {
+        log::warn!("{container_id}/{id}: {warning}");
+    }
+    // Before the process is registered: its TaskExit can only follow this event.
+    if let Some((topic, event)) = announce {
+        daemon
+            .events
+            .publish(topic, event(pending.pid.as_raw() as u32));
+    }
+    let process = Arc::new(Process::new(
+        container_id,
+        (kind, id),
+        (pending, pidfd),
+        daemon.events.clone(),
+        Arc::clone(order),
+    ));
+    daemon.exits.register(&process);
+    Ok(process)
+}
+
+/// An event to enqueue once the new process's pid is known, before it is registered.
+pub(super) type Announce<'a> = (&'static str, &'a dyn Fn(u32) -> Box<dyn MessageDyn>);
+
+/// TaskCreate, as containerd's runc shim fills it.
+fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
+    Box::new(TaskCreate {
+        pid,
+        container_id: req.id.clone(),
+        bundle: req.bundle.clone(),
+        rootfs: req.rootfs.clone(),
+        io: MessageField::some(TaskIO {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            ..Default::default()
+        }),
+        checkpoint: req.checkpoint.clone(),
+        ..Default::default()
+    })
 }
 
 /// Reads and parses `<bundle>/config.json`; a malformed file is the caller's error.

@@ -78,18 +78,22 @@ impl Spawner {
     ///
     /// Several threads may call this at once: every `sendmsg` on a SEQPACKET socket is one whole
     /// record, and the answers come back on per-request sync sockets.
+    ///
+    /// `init_pidfd` is the container init's pidfd, for an exec request.
     pub fn spawn(
         &self,
         request: &SpawnRequest,
         stdio: [&OwnedFd; 3],
+        init_pidfd: Option<&OwnedFd>,
     ) -> Result<(PendingProcess, OwnedFd), SpawnError> {
         let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
-        let fds: [RawFd; spawner::REQUEST_FDS] = [
+        let mut fds: Vec<RawFd> = vec![
             child_end.as_raw_fd(),
             stdio[0].as_raw_fd(),
             stdio[1].as_raw_fd(),
             stdio[2].as_raw_fd(),
         ];
+        fds.extend(init_pidfd.map(|fd| fd.as_raw_fd()));
         protocol::send(self.channel.as_raw_fd(), request, &fds).map_err(SpawnError::Request)?;
         // Only the helper and the init may hold the other end now, so end-of-file means they
         // are gone.

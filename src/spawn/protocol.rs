@@ -25,9 +25,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize};
 
-use crate::container::InitConfig;
 use crate::container::cgroups::Cgroup;
 use crate::container::namespaces::NamespacePlan;
+use crate::container::{ExecConfig, InitConfig};
 
 /// The largest record either side accepts. A spec with a large seccomp profile stays far below it;
 /// the socket buffers are raised to match (see `spawn::client`).
@@ -37,7 +37,7 @@ pub const MAX_RECORD: usize = 1 << 20;
 const MAX_FDS: usize = 8;
 
 /// A request for a new container process. Its fds travel with it, in this order: the sync socket,
-/// then stdin, stdout and stderr of the new process.
+/// then stdin, stdout and stderr of the new process, then (for `Exec`) the init's pidfd.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum SpawnRequest {
     /// A container's init: new or joined namespaces, its cgroup, then the full setup.
@@ -46,6 +46,22 @@ pub enum SpawnRequest {
         namespaces: NamespacePlan,
         cgroup: Option<Cgroup>,
     },
+    /// A process in a running container: its cgroup, every namespace of the init (joined
+    /// through the init's pidfd, so never a recycled pid's), then the process-level setup.
+    Exec {
+        config: Box<ExecConfig>,
+        cgroup: Option<Cgroup>,
+    },
+}
+
+impl SpawnRequest {
+    /// How many fds travel with this request.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            SpawnRequest::Init { .. } => 4,
+            SpawnRequest::Exec { .. } => 5,
+        }
+    }
 }
 
 /// Messages on a process's sync socket (see the module docs for their order).

@@ -22,12 +22,9 @@ use nix::unistd::{ForkResult, Pid, fork, getppid};
 
 use super::clone::{Cloned, clone_sibling};
 use super::protocol::{self, SpawnRequest, SyncMessage};
-use crate::container::InitConfig;
 use crate::container::cgroups::Cgroup;
 use crate::container::namespaces::NamespacePlan;
-
-/// Number of fds every spawn request carries: sync socket, stdin, stdout, stderr.
-pub const REQUEST_FDS: usize = 4;
+use crate::container::{ExecConfig, InitConfig};
 
 /// Forks the spawner. Must be called while the calling process is still single-threaded.
 ///
@@ -69,7 +66,7 @@ fn run_spawner(channel: RawFd, daemon: Pid) -> ! {
 }
 
 fn handle_request(channel: RawFd, request: SpawnRequest, fds: Vec<OwnedFd>) {
-    if fds.len() != REQUEST_FDS {
+    if fds.len() != request.fd_count() {
         if let Some(sync) = fds.first() {
             fail(sync, format!("spawn request carried {} fds", fds.len()));
         }
@@ -87,22 +84,35 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     // SAFETY: the channel is the spawner's; the init must not inherit it.
     unsafe { libc::close(channel) };
     let _ = prctl::set_name(c"sibling-helper");
+    // fds: sync, stdin, stdout, stderr[, init pidfd] (checked by handle_request).
+    let init_pidfd = (fds.len() == 5).then(|| fds.remove(4));
     let stdio: [OwnedFd; 3] = match fds.split_off(1).try_into() {
         Ok(stdio) => stdio,
         Err(_) => exit_now(1),
     };
     let sync = fds.remove(0);
-    let SpawnRequest::Init {
-        config,
-        namespaces,
-        cgroup,
-    } = request;
-    if let Err(error) = enter_cgroup_and_namespaces(cgroup.as_ref(), &namespaces) {
+    let (entered, new_flags) = match &request {
+        SpawnRequest::Init {
+            namespaces, cgroup, ..
+        } => (
+            enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces),
+            namespaces.new_flags,
+        ),
+        SpawnRequest::Exec { cgroup, .. } => match &init_pidfd {
+            Some(pidfd) => (enter_container_of(cgroup.as_ref(), pidfd), 0),
+            None => exit_now(1),
+        },
+    };
+    if let Err(error) = entered {
         fail(&sync, error);
         exit_now(1);
     }
-    match clone_sibling(namespaces.new_flags, true) {
-        Ok(Cloned::Child) => run_init(&config, sync, stdio),
+    drop(init_pidfd);
+    match clone_sibling(new_flags, true) {
+        Ok(Cloned::Child) => match request {
+            SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
+            SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
+        },
         Ok(Cloned::Parent { pid, pidfd }) => {
             // sync 1: the init's host pid and pidfd.
             let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
@@ -130,9 +140,45 @@ fn enter_cgroup_and_namespaces(
     namespaces.join_all().map_err(|e| e.to_string())
 }
 
+/// For an exec: the container's cgroup first (through host paths, which the container's mount
+/// namespace hides), then every namespace of the init at once through its pidfd.
+fn enter_container_of(cgroup: Option<&Cgroup>, init_pidfd: &OwnedFd) -> Result<(), String> {
+    if let Some(cgroup) = cgroup {
+        cgroup.join(0).map_err(|e| e.to_string())?;
+    }
+    let flags = nix::libc::CLONE_NEWNS
+        | nix::libc::CLONE_NEWPID
+        | nix::libc::CLONE_NEWNET
+        | nix::libc::CLONE_NEWIPC
+        | nix::libc::CLONE_NEWUTS
+        | nix::libc::CLONE_NEWCGROUP;
+    // SAFETY: setns on a pidfd we own; it changes only this single-threaded helper.
+    if unsafe { nix::libc::setns(init_pidfd.as_raw_fd(), flags) } == -1 {
+        let errno = nix::Error::last();
+        return Err(format!(
+            "join the container's namespaces (setns on the init's pidfd): {errno}"
+        ));
+    }
+    Ok(())
+}
+
 /// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
 fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
-    let exec = match crate::container::init::prepare(config, stdio) {
+    let prepared = crate::container::init::prepare(config, stdio);
+    run_prepared(prepared, sync)
+}
+
+/// An exec'd process: the same sync steps after the process-level setup.
+fn run_exec(config: &ExecConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
+    let prepared = crate::container::init::prepare_exec(config, stdio);
+    run_prepared(prepared, sync)
+}
+
+fn run_prepared(
+    prepared: Result<crate::container::init::Exec, crate::container::init::InitError>,
+    sync: OwnedFd,
+) -> ! {
+    let exec = match prepared {
         Ok(exec) => exec,
         Err(e) => {
             fail(&sync, e.to_string());

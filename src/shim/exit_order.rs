@@ -1,0 +1,70 @@
+//! The order of a container's TaskExit events: every exec's exit before the init's.
+//!
+//! When an init with its own PID namespace dies, the kernel kills every exec'd process too, and
+//! the reaper sees those exits in any order. containerd's contract wants each exec's TaskExit
+//! before the init's, so the init's is held here until no exec is left. The same record refuses
+//! new execs once the init has exited.
+
+use std::sync::{Mutex, MutexGuard};
+
+use containerd_shim_protos::events::task::TaskExit;
+use containerd_shim_protos::topics::TASK_EXIT_EVENT_TOPIC;
+
+use super::events::EventQueue;
+
+#[derive(Default)]
+struct State {
+    /// Execs spawned (or being spawned) whose TaskExit has not been enqueued yet.
+    live_execs: usize,
+    init_exited: bool,
+    held_init_exit: Option<TaskExit>,
+}
+
+/// One per container.
+#[derive(Default)]
+pub struct ExitOrder {
+    state: Mutex<State>,
+}
+
+impl ExitOrder {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a new exec before it is spawned; false once the init has exited.
+    pub fn try_add_exec(&self) -> bool {
+        let mut state = self.lock();
+        if state.init_exited {
+            return false;
+        }
+        state.live_execs += 1;
+        true
+    }
+
+    /// An exec's TaskExit was enqueued, or its spawn failed: the init's exit may follow now.
+    pub fn exec_done(&self, events: &EventQueue) {
+        let mut state = self.lock();
+        state.live_execs = state.live_execs.saturating_sub(1);
+        if state.live_execs == 0
+            && let Some(exit) = state.held_init_exit.take()
+        {
+            events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(exit));
+        }
+    }
+
+    /// Marks the init dead (no new execs from here on), without its event yet.
+    pub fn init_exited(&self) {
+        self.lock().init_exited = true;
+    }
+
+    /// Enqueues the init's TaskExit now, or once the last exec's TaskExit is enqueued.
+    pub fn publish_init_exit(&self, events: &EventQueue, exit: TaskExit) {
+        let mut state = self.lock();
+        state.init_exited = true;
+        if state.live_execs == 0 {
+            events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(exit));
+        } else {
+            state.held_init_exit = Some(exit);
+        }
+    }
+}
