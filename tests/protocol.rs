@@ -216,10 +216,12 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
             .unwrap(),
     )
     .unwrap();
-    // No PID namespace: the container's orphan is re-parented to the nearest subreaper.
+    // No PID namespace: the container's orphan is re-parented to the nearest subreaper. The
+    // subshell exits at once, orphaning its sleep; the init lives on.
     let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|ns| ns["type"] != "pid");
-    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "sleep 100 & echo $!"]);
+    let script = "(sleep 100 & echo $!); exec sleep 100";
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
     spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
     let bundle = fake.bundle_with_spec(id, &spec);
     let shim = fake.start_shim(id, &bundle);
@@ -228,20 +230,27 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
         .create(ctx(), &fake.create_request(id, &bundle, &stdout))
         .expect("create");
     start(&shim, id).expect("start");
-    assert_eq!(wait(&shim, id).exit_status, 0);
-    // The orphan keeps the FIFO open: read just the first line.
     let orphan: u32 = lines.recv().unwrap().trim().parse().unwrap_or(0);
     assert!(orphan > 0, "no orphan pid printed");
+    let orphan_fd = pidfd_open(orphan).expect("orphan alive");
     assert_eq!(
         status_field(orphan, "PPid"),
         Some(shim.shim_pid().to_string())
     );
-    // Delete removes the cgroup, killing the orphan first.
-    delete(&shim, id).expect("delete");
+    // Sharing the host's PID namespace, nothing else kills the rest when the init dies: the
+    // shim does, as runc's shim does.
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(&shim, id).exit_status, 137);
     assert!(
-        status_field(orphan, "PPid").is_none(),
-        "orphan survived Delete"
+        wait_pidfd(&orphan_fd, Duration::from_secs(5)),
+        "orphan survived its init"
     );
+    delete(&shim, id).expect("delete");
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
@@ -507,4 +516,274 @@ fn delete_action_cleans_up_after_a_killed_shim() {
         .output()
         .unwrap();
     assert!(again.status.success());
+}
+
+fn start_exec(shim: &Shim, id: &str, exec_id: &str) -> ttrpc::Result<StartResponse> {
+    let req = StartRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        ..Default::default()
+    };
+    shim.task.start(ctx(), &req)
+}
+
+fn wait_exec(shim: &Shim, id: &str, exec_id: &str) -> WaitResponse {
+    let req = WaitRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        ..Default::default()
+    };
+    shim.task.wait(ctx(), &req).expect("wait exec")
+}
+
+#[test]
+fn exec_lifecycle_output_events_and_parentage() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("exec");
+    let id = "exec";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    let shim_pid = shim.shim_pid();
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+
+    let (stdout, reader) = fake.output_fifo("exec-stdout");
+    let exec = fake.exec_request(
+        id,
+        "e1",
+        &["/bin/sh", "-c", "echo from-exec; exit 5"],
+        &stdout,
+    );
+    shim.task.exec(ctx(), &exec).expect("exec");
+    // Recorded, not running yet: no pid.
+    let st = shim
+        .task
+        .state(
+            ctx(),
+            &StateRequest {
+                id: id.into(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("exec state");
+    assert_eq!(st.status.enum_value(), Ok(Status::CREATED));
+    assert_eq!(st.pid, 0);
+    let pid = start_exec(&shim, id, "e1").expect("start exec").pid;
+    assert!(pid > 0);
+    assert_eq!(wait_exec(&shim, id, "e1").exit_status, 5);
+    assert_eq!(reader.join().unwrap(), "from-exec\n");
+    let deleted = shim
+        .task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.into(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("delete exec");
+    assert_eq!((deleted.pid, deleted.exit_status), (pid, 5));
+
+    // A long exec: a direct child of the daemon, listed by Pids with its exec id.
+    let long = fake.exec_request(id, "e2", &["/bin/sleep", "100"], "");
+    shim.task.exec(ctx(), &long).expect("exec");
+    let long_pid = start_exec(&shim, id, "e2").expect("start exec").pid;
+    assert_eq!(status_field(long_pid, "PPid"), Some(shim_pid.to_string()));
+    let pids = shim
+        .task
+        .pids(
+            ctx(),
+            &PidsRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("pids");
+    let listed = pids
+        .processes
+        .iter()
+        .find(|p| p.pid == long_pid)
+        .expect("exec in pids");
+    assert!(listed.info.is_some(), "exec pid carries ProcessDetails");
+
+    let events = fake.events_for(id, 6);
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.topic.as_str(), e.id.as_str()))
+        .collect();
+    assert_eq!(
+        seen[..6],
+        [
+            ("/tasks/create", ""),
+            ("/tasks/start", ""),
+            ("/tasks/exec-added", "e1"),
+            ("/tasks/exec-started", "e1"),
+            ("/tasks/exit", "e1"),
+            ("/tasks/exec-added", "e2"),
+        ]
+    );
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn every_exec_exit_is_published_before_the_init_exit() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("execorder");
+    let id = "execorder";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let execs = ["a", "b", "c", "d"];
+    for exec_id in execs {
+        let req = fake.exec_request(id, exec_id, &["/bin/sleep", "100"], "");
+        shim.task.exec(ctx(), &req).expect("exec");
+        start_exec(&shim, id, exec_id).expect("start exec");
+    }
+    // The init dies; the kernel kills every exec in its PID namespace, in any order.
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    for exec_id in execs {
+        assert_eq!(wait_exec(&shim, id, exec_id).exit_status, 137);
+    }
+    // No new exec once the init has exited.
+    let late = fake.exec_request(id, "late", &["/bin/true"], "");
+    let refused = shim
+        .task
+        .exec(ctx(), &late)
+        .expect_err("exec after init exit");
+    assert_eq!(rpc_code(&refused), Code::FAILED_PRECONDITION);
+
+    let events = fake.events_for(id, 2 + 2 * execs.len() + 1 + execs.len());
+    let exits: Vec<&str> = events
+        .iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(exits.len(), execs.len() + 1, "exits: {exits:?}");
+    assert_eq!(
+        exits.last(),
+        Some(&id),
+        "the init's exit must come last: {exits:?}"
+    );
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn exec_of_a_missing_binary_fails_at_start_and_the_container_runs_on() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("execmissing");
+    let id = "execmissing";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let req = fake.exec_request(id, "nope", &["/bin/nope"], "");
+    shim.task.exec(ctx(), &req).expect("exec is only recorded");
+    let err = start_exec(&shim, id, "nope").expect_err("start of a missing binary");
+    assert!(
+        rpc_message(&err).contains("/bin/nope"),
+        "{}",
+        rpc_message(&err)
+    );
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::RUNNING));
+    let again = fake.exec_request(id, "ok", &["/bin/true"], "");
+    shim.task.exec(ctx(), &again).expect("exec");
+    start_exec(&shim, id, "ok").expect("start exec");
+    assert_eq!(wait_exec(&shim, id, "ok").exit_status, 0);
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    wait(&shim, id);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn exec_exits_precede_the_init_exit_without_a_pid_namespace() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("hostpid");
+    let id = "hostpid";
+    let mut spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // Without a PID namespace the kernel does not kill the execs with the init: the shim
+    // does, so their exits arrive after the init's, and the init's TaskExit must wait.
+    let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    namespaces.retain(|ns| ns["type"] != "pid");
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    for exec_id in ["x", "y"] {
+        let req = fake.exec_request(id, exec_id, &["/bin/sleep", "100"], "");
+        shim.task.exec(ctx(), &req).expect("exec");
+        start_exec(&shim, id, exec_id).expect("start exec");
+    }
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    assert_eq!(wait_exec(&shim, id, "x").exit_status, 137);
+    assert_eq!(wait_exec(&shim, id, "y").exit_status, 137);
+    let events = fake.events_for(id, 2 + 4 + 3);
+    let exits: Vec<&str> = events
+        .iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(exits.len(), 3, "exits: {exits:?}");
+    assert_eq!(
+        exits.last(),
+        Some(&id),
+        "the init's exit must come last: {exits:?}"
+    );
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
 }

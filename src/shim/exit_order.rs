@@ -20,13 +20,25 @@ struct State {
     held_init_exit: Option<TaskExit>,
 }
 
+/// Runs once when the init's exit is recorded.
+pub type InitExitHook = Box<dyn Fn() + Send + Sync>;
+
 /// One per container.
 #[derive(Default)]
 pub struct ExitOrder {
     state: Mutex<State>,
+    on_init_exit: Option<InitExitHook>,
 }
 
 impl ExitOrder {
+    /// With `hook` run when the init exits (before its TaskExit is due).
+    pub fn with_init_exit_hook(hook: InitExitHook) -> Self {
+        ExitOrder {
+            state: Mutex::default(),
+            on_init_exit: Some(hook),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -52,9 +64,13 @@ impl ExitOrder {
         }
     }
 
-    /// Marks the init dead (no new execs from here on), without its event yet.
+    /// Marks the init dead (no new execs from here on), without its event yet, and runs the
+    /// hook.
     pub fn init_exited(&self) {
         self.lock().init_exited = true;
+        if let Some(hook) = &self.on_init_exit {
+            hook();
+        }
     }
 
     /// Enqueues the init's TaskExit now, or once the last exec's TaskExit is enqueued.

@@ -23,7 +23,7 @@ use super::state_file::StateFile;
 use super::{DEFAULT_CGROUP_PARENT, Daemon};
 use crate::container::InitConfig;
 use crate::container::cgroups::{Cgroup, CgroupPath};
-use crate::container::namespaces::NamespacePlan;
+use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::io::{ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
@@ -106,7 +106,7 @@ impl Task {
             namespaces,
             cgroup: acquired.cgroup.clone(),
         };
-        let order = Arc::new(ExitOrder::default());
+        let order = Arc::new(exit_order_for(&request, acquired.cgroup.as_ref()));
         let init = spawn_process(
             daemon,
             &request,
@@ -227,6 +227,27 @@ pub(super) fn spawn_process(
     ));
     daemon.exits.register(&process);
     Ok(process)
+}
+
+/// Without a PID namespace of its own, nothing kills a container's other processes when its
+/// init dies; as containerd's runc shim does, kill everything left in its cgroup then (the
+/// execs' exits, and so the init's TaskExit, follow).
+fn exit_order_for(request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
+    let shares_host_pids = match request {
+        SpawnRequest::Init { namespaces, .. } => !namespaces.is_private(NamespaceKind::Pid),
+        SpawnRequest::Exec { .. } => false,
+    };
+    match cgroup {
+        Some(cgroup) if shares_host_pids => {
+            let cgroup = cgroup.clone();
+            ExitOrder::with_init_exit_hook(Box::new(move || {
+                if let Err(e) = cgroup.kill_all(nix::sys::signal::Signal::SIGKILL) {
+                    log::warn!("kill what is left after the init exited: {e}");
+                }
+            }))
+        }
+        _ => ExitOrder::default(),
+    }
 }
 
 /// An event to enqueue once the new process's pid is known, before it is registered.

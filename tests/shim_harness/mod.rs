@@ -15,7 +15,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{CreateTaskRequest, Empty, ForwardRequest};
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+};
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Client, Server, context};
 use containerd_shim_protos::types::mount::Mount;
@@ -54,6 +56,9 @@ pub struct Recorded {
     pub container_id: String,
     pub pid: u32,
     pub exit_status: Option<u32>,
+    /// TaskExit's `id` (exec id, or the container id for the init), or the exec id of the
+    /// exec events.
+    pub id: String,
 }
 
 #[derive(Default)]
@@ -71,6 +76,7 @@ impl Events for Recorder {
             container_id: String::new(),
             pid: 0,
             exit_status: None,
+            id: String::new(),
         };
         match envelope.topic.as_str() {
             "/tasks/create" => {
@@ -85,6 +91,16 @@ impl Events for Recorder {
                 let e = TaskExit::parse_from_bytes(&any.value).unwrap_or_default();
                 (recorded.container_id, recorded.pid) = (e.container_id, e.pid);
                 recorded.exit_status = Some(e.exit_status);
+                recorded.id = e.id;
+            }
+            "/tasks/exec-added" => {
+                let e = TaskExecAdded::parse_from_bytes(&any.value).unwrap_or_default();
+                (recorded.container_id, recorded.id) = (e.container_id, e.exec_id);
+            }
+            "/tasks/exec-started" => {
+                let e = TaskExecStarted::parse_from_bytes(&any.value).unwrap_or_default();
+                (recorded.container_id, recorded.pid) = (e.container_id, e.pid);
+                recorded.id = e.exec_id;
             }
             "/tasks/delete" => {
                 let e = TaskDelete::parse_from_bytes(&any.value).unwrap_or_default();
@@ -252,6 +268,30 @@ impl FakeContainerd {
             bundle: bundle.display().to_string(),
             rootfs: self.rootfs_mounts(id),
             stdout: stdout.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Exec request for `args`, with the container template's process otherwise.
+    pub fn exec_request(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[&str],
+        stdout: &str,
+    ) -> containerd_shim_protos::api::ExecProcessRequest {
+        let mut process = load_template("echo")["process"].clone();
+        process["args"] = serde_json::json!(args);
+        let spec = containerd_shim_protos::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&process).unwrap(),
+            ..Default::default()
+        };
+        containerd_shim_protos::api::ExecProcessRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            stdout: stdout.into(),
+            spec: Some(spec).into(),
             ..Default::default()
         }
     }
