@@ -217,10 +217,11 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
     )
     .unwrap();
     // No PID namespace: the container's orphan is re-parented to the nearest subreaper. The
-    // subshell exits at once, orphaning its sleep; the init lives on.
+    // subshell exits at once, orphaning its sleep; the init lives on. The pid is printed only
+    // after the command substitution reaped the subshell, so the re-parenting has happened.
     let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|ns| ns["type"] != "pid");
-    let script = "(sleep 100 & echo $!); exec sleep 100";
+    let script = "p=$( (sleep 100 >/dev/null 2>&1 & echo $!) ); echo $p; exec sleep 100";
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
     spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
     let bundle = fake.bundle_with_spec(id, &spec);

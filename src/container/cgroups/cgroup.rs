@@ -88,12 +88,14 @@ impl CgroupDir {
     /// before a process can join (else ENOSPC).
     fn create(&mut self, enable_controllers: bool) -> Result<(), CgroupError> {
         // Another container's `remove` may rmdir a parent it created between our mkdir of that
-        // parent (EEXIST) and of the next level (ENOENT): start again from the top then.
+        // parent (EEXIST) and our next step in it: the mkdir below it fails with ENOENT, a
+        // write into its files with ENODEV. Start again from the top then.
         const ATTEMPTS: usize = 5;
         for attempt in 1..=ATTEMPTS {
             match self.create_levels(enable_controllers) {
-                Err(CgroupError::CreateDir { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => {}
+                Err(
+                    CgroupError::CreateDir { source, .. } | CgroupError::CopyCpuset { source, .. },
+                ) if parent_vanished(&source) && attempt < ATTEMPTS => {}
                 result => return result,
             }
         }
@@ -279,6 +281,13 @@ impl Cgroup {
             }
         }
     }
+}
+
+fn parent_vanished(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(nix::libc::ENOENT) | Some(nix::libc::ENODEV)
+    )
 }
 
 /// `mkdir` one level; `true` if this call created it. A directory that appears concurrently
