@@ -1,15 +1,13 @@
 //! Device nodes and the `/dev` symlinks, made in the container's `/dev` before pivot_root (only
 //! when `/dev` is not a bind of a host directory, which brings its own nodes).
 
-use std::io;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat, umask};
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, ttyname, unlinkat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::error::InitError;
@@ -173,26 +171,6 @@ pub fn link_ptmx(root: &RootDir) -> Result<(), InitError> {
     }
     symlinkat("pts/ptmx", &dev, "ptmx")
         .map_err(|errno| device_error(root, "symlink", &dev_path("ptmx"), errno))
-}
-
-/// `/dev/console`: the pty slave the init got as its stdio (terminal: true), bound over an empty
-/// file as runc does, so programs that open /dev/console reach the container's terminal.
-pub fn bind_console(root: &RootDir) -> Result<(), InitError> {
-    let path = dev_path("console");
-    // By name, not through /proc/self/fd/0: the slave was opened in the daemon's mount
-    // namespace, and a bind whose source mount is in another namespace fails with EINVAL. Its
-    // name resolves in this namespace's copy of the host's /dev/pts.
-    let source = ttyname(io::stdin().as_fd())
-        .map_err(|errno| device_error(root, "find the terminal for", &path, errno))?;
-    let target = root
-        .create_file(&path)
-        .map_err(|errno| device_error(root, "create", &path, errno))?;
-    mount_on(&target, Some(&source), None, MsFlags::MS_BIND, "").map_err(|errno| InitError::Mount {
-        action: format!("bind the terminal {}", source.display()),
-        destination: path,
-        rootfs: root.path().to_owned(),
-        errno,
-    })
 }
 
 fn open_dev(root: &RootDir) -> Result<std::os::fd::OwnedFd, InitError> {

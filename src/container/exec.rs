@@ -85,6 +85,8 @@ pub struct Exec {
     argv: Vec<CString>,
     envp: Vec<CString>,
     warnings: Vec<String>,
+    /// The master of the process's terminal, for the daemon (close-on-exec).
+    console: Option<std::os::fd::OwnedFd>,
 }
 
 impl Exec {
@@ -106,7 +108,19 @@ impl Exec {
             argv: c_strings("process.args", args)?,
             envp: c_strings("process.env", env)?,
             warnings,
+            console: None,
         })
+    }
+
+    /// Attaches the terminal master that "ready" hands to the daemon.
+    pub fn with_console(mut self, console: Option<std::os::fd::OwnedFd>) -> Self {
+        self.console = console;
+        self
+    }
+
+    /// The terminal master, if the process has a terminal.
+    pub fn console(&self) -> Option<&std::os::fd::OwnedFd> {
+        self.console.as_ref()
     }
 
     /// Things the setup skipped and the daemon should log (capabilities unknown to this

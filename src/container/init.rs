@@ -17,8 +17,9 @@ use super::capabilities::{
     CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
     plan_capabilities, read_available,
 };
+use super::console::create_console;
 use super::credentials::switch_user;
-use super::devices::{bind_console, create_dev_symlinks, create_devices, link_ptmx, plan_devices};
+use super::devices::{create_dev_symlinks, create_devices, link_ptmx, plan_devices};
 use super::exec::{find_executable, path_variable};
 use super::fds::{install_stdio, reopen_dev_null};
 use super::hostname::set_host_and_domain_name;
@@ -52,15 +53,20 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
         .ok_or_else(|| invalid("process is missing"))?;
     let namespaces = NamespacePlan::from_spec(spec)?;
     check_spec(spec, process, &namespaces)?;
-    // First, so the fd layout is final before /dev/null is re-opened and fds are swept.
-    install_stdio(stdio, process.terminal().unwrap_or(false))?;
+    // First, so the fd layout is final before /dev/null is re-opened and fds are swept. A
+    // terminal replaces these later, from the container's own devpts.
+    install_stdio(stdio, false)?;
+    let terminal = process.terminal().unwrap_or(false);
     // Through the host's /proc and with the runtime's privileges, both gone further down.
     if let Some(value) = process.oom_score_adj() {
         set_oom_score_adj(value)?;
     }
     // Before any mount: a spec asking for a capability we lack fails without side effects.
     let (capabilities, mut warnings) = plan_capability_step(process)?;
-    build_rootfs(config, process, &namespaces)?;
+    build_rootfs(config, &namespaces)?;
+    // After pivot_root (the pty must come from the container's devpts) and before /dev or the
+    // root become read-only (/dev/console is bound over).
+    let console = terminal.then(|| create_console(true)).transpose()?;
     configure_kernel_state(spec, &namespaces)?;
     drop_privileges(process, capabilities.as_ref())?;
     set_umask(process.user().umask());
@@ -70,7 +76,7 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
         errno,
     })?;
     warnings.extend(ignored_spec_fields(spec));
-    build_exec(process, warnings)
+    Ok(build_exec(process, warnings)?.with_console(console))
 }
 
 /// Sets up an exec'd process, already in the container's namespaces, cgroup and root: the
@@ -84,7 +90,12 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
     if process.args().as_ref().is_none_or(|args| args.is_empty()) {
         return Err(invalid("process.args is empty"));
     }
-    install_stdio(stdio, process.terminal().unwrap_or(false))?;
+    install_stdio(stdio, false)?;
+    let console = process
+        .terminal()
+        .unwrap_or(false)
+        .then(|| create_console(false))
+        .transpose()?;
     if let Some(value) = process.oom_score_adj() {
         set_oom_score_adj(value)?;
     }
@@ -95,7 +106,7 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
         path: process.cwd().clone(),
         errno,
     })?;
-    build_exec(process, warnings)
+    Ok(build_exec(process, warnings)?.with_console(console))
 }
 
 /// What must hold before anything changes.
@@ -132,11 +143,7 @@ fn plan_capability_step(
 }
 
 /// Mounts, devices and pivot_root: the container's filesystem view.
-fn build_rootfs(
-    config: &InitConfig,
-    process: &Process,
-    namespaces: &NamespacePlan,
-) -> Result<(), InitError> {
+fn build_rootfs(config: &InitConfig, namespaces: &NamespacePlan) -> Result<(), InitError> {
     let linux = config.spec.linux().as_ref();
     let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
     prepare_root(&config.rootfs, root_propagation(propagation)?)?;
@@ -147,7 +154,8 @@ fn build_rootfs(
     let mounts = config.spec.mounts().as_deref().unwrap_or_default();
     let dev = mount_all(&root, mounts, bundle, namespaces)?;
     if dev.create_devices {
-        populate_dev(&root, linux, process.terminal().unwrap_or(false))?;
+        // /dev/console comes with the terminal itself, after pivot_root (`create_console`).
+        populate_dev(&root, linux)?;
     }
     if let Some(flags) = dev.remount_flags {
         remount_dev_readonly(&root, flags)?;
@@ -161,16 +169,13 @@ fn build_rootfs(
     Ok(())
 }
 
-fn populate_dev(root: &RootDir, linux: Option<&Linux>, terminal: bool) -> Result<(), InitError> {
+fn populate_dev(root: &RootDir, linux: Option<&Linux>) -> Result<(), InitError> {
     let spec_devices = linux
         .and_then(|l| l.devices().as_deref())
         .unwrap_or_default();
     create_devices(root, &plan_devices(spec_devices)?)?;
     link_ptmx(root)?;
     create_dev_symlinks(root)?;
-    if terminal {
-        bind_console(root)?;
-    }
     Ok(())
 }
 

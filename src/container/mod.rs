@@ -7,6 +7,7 @@
 pub mod capabilities;
 pub mod cgroup_mount;
 pub mod cgroups;
+pub mod console;
 pub mod credentials;
 pub mod devices;
 pub mod error;

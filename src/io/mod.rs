@@ -1,6 +1,7 @@
 //! Container stdio: FIFOs from containerd, `file://` destinations (terminals and `binary://`
 //! loggers are another issue's work).
 
+pub mod console;
 pub mod drain;
 pub mod stdio;
 

@@ -14,12 +14,13 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
 
+use super::console::Console;
 use super::drain::{DRAIN_TIMEOUT, wait_drained};
 
 /// The stdio paths of a Create request.
@@ -60,6 +61,13 @@ pub struct ProcessIo {
     /// Read ends of the output FIFOs (never read), with their paths.
     keepers: Vec<(PathBuf, File)>,
     stdin: Option<Arc<StdinPipe>>,
+    terminal: Option<TerminalIo>,
+}
+
+/// A terminal process's FIFOs until the pty master arrives, then its copier.
+struct TerminalIo {
+    waiting: Mutex<Option<(File, Option<PathBuf>)>>,
+    console: OnceLock<Console>,
 }
 
 struct StdinPipe {
@@ -70,19 +78,80 @@ struct StdinPipe {
 impl ProcessIo {
     /// Opens stdio for a new process; returns the daemon's side and the three fds the process
     /// gets as 0, 1 and 2.
+    ///
+    /// With a terminal the process gets /dev/null until it replaces stdio with its pty, whose
+    /// master then comes to [`ProcessIo::attach_console`].
     pub fn open(paths: &StdioPaths) -> Result<(ProcessIo, [OwnedFd; 3]), IoError> {
         let mut keepers = Vec::new();
+        if paths.terminal {
+            let out = File::from(open_output(&paths.stdout, &mut keepers)?);
+            let stdin = (!paths.stdin.is_empty()).then(|| PathBuf::from(&paths.stdin));
+            let terminal = TerminalIo {
+                waiting: Mutex::new(Some((out, stdin))),
+                console: OnceLock::new(),
+            };
+            let io = ProcessIo {
+                keepers,
+                stdin: None,
+                terminal: Some(terminal),
+            };
+            return Ok((io, [open_null()?, open_null()?, open_null()?]));
+        }
         let stdout = open_output(&paths.stdout, &mut keepers)?;
         let stderr = open_output(&paths.stderr, &mut keepers)?;
         let (stdin, container_stdin) = open_input(&paths.stdin)?;
-        let io = ProcessIo { keepers, stdin };
+        let io = ProcessIo {
+            keepers,
+            stdin,
+            terminal: None,
+        };
         Ok((io, [container_stdin, stdout, stderr]))
+    }
+
+    /// The pty master of a terminal process: starts copying between it and the FIFOs.
+    pub fn attach_console(&self, master: OwnedFd) -> Result<(), IoError> {
+        let Some(terminal) = &self.terminal else {
+            return Ok(()); // Not asked for: dropping the master hangs up nothing we use.
+        };
+        let waiting = terminal.waiting.lock().map(|mut w| w.take());
+        let Ok(Some((out, stdin))) = waiting else {
+            return Ok(());
+        };
+        let console = Console::start(master, Some(out), stdin).map_err(|source| IoError {
+            what: "start terminal copy",
+            path: String::new(),
+            source,
+        })?;
+        let _ = terminal.console.set(console);
+        Ok(())
+    }
+
+    /// ResizePty.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), IoError> {
+        let console = self.terminal.as_ref().and_then(|t| t.console.get());
+        let Some(console) = console else {
+            return Err(IoError {
+                what: "resize",
+                path: "(no terminal)".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOTTY),
+            });
+        };
+        console.resize(width, height).map_err(|source| IoError {
+            what: "resize",
+            path: "terminal".into(),
+            source,
+        })
     }
 
     /// Before Delete releases the FIFOs: waits (bounded) until containerd has read what the
     /// process wrote. See `drain`.
     pub fn wait_output_read(&self) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
+        if let Some(console) = self.terminal.as_ref().and_then(|t| t.console.get())
+            && !console.wait_output(deadline)
+        {
+            log::warn!("terminal output still being copied at Delete");
+        }
         for (path, keeper) in &self.keepers {
             if !wait_drained(path, keeper, deadline) {
                 log::warn!("output in {} was not read before Delete", path.display());

@@ -89,6 +89,18 @@ impl ExecProcess {
         self.changed.notify_all();
     }
 
+    pub fn resize_pty(&self, width: u32, height: u32) -> Result<(), TaskError> {
+        match self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(io) => io
+                .resize(width, height)
+                .map_err(|e| TaskError::precondition(e.to_string())),
+            None => Err(TaskError::precondition(format!(
+                "exec {} is not running",
+                self.exec_id
+            ))),
+        }
+    }
+
     pub fn close_stdin(&self) {
         if let Some(io) = self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             io.close_stdin();
@@ -147,15 +159,16 @@ impl ExecProcess {
     fn spawn(&self, daemon: &Daemon, task: &Task) -> Result<Arc<Process>, TaskError> {
         let (io, stdio) =
             ProcessIo::open(&self.stdio).map_err(|e| TaskError::invalid(e.to_string()))?;
-        *self.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
         let request = SpawnRequest::Exec {
             config: Box::new(self.config.clone()),
             cgroup: task.cgroup.clone(),
         };
+        let mut slot = self.io.lock().unwrap_or_else(|e| e.into_inner());
+        let io = slot.insert(io);
         spawn_process(
             daemon,
             &request,
-            stdio,
+            (io, stdio),
             Some(task.init.pidfd()),
             (&task.id, Kind::Exec, &self.exec_id),
             &task.order,
@@ -200,11 +213,6 @@ impl Task {
     pub fn add_exec(&self, daemon: &Daemon, req: &ExecProcessRequest) -> Result<(), TaskError> {
         if req.exec_id.is_empty() {
             return Err(TaskError::invalid("exec id is empty"));
-        }
-        if req.terminal {
-            return Err(TaskError::unimplemented(
-                "terminal: true is not supported yet",
-            ));
         }
         let process = parse_process_spec(req)?;
         if self.init.exit().is_some() {

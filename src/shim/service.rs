@@ -191,6 +191,15 @@ impl TaskService {
         Ok(())
     }
 
+    fn do_resize_pty(&self, req: &ResizePtyRequest) -> Result<(), TaskError> {
+        let task = self.task(&req.id)?;
+        if req.exec_id.is_empty() {
+            task.resize_pty(req.width, req.height)
+        } else {
+            task.exec(&req.exec_id)?.resize_pty(req.width, req.height)
+        }
+    }
+
     fn wait_for(&self, req: &WaitRequest) -> Result<Exit, TaskError> {
         let task = self.task(&req.id)?;
         if req.exec_id.is_empty() {
@@ -339,8 +348,8 @@ impl TaskRpc for TaskService {
         reply("exec", &req.id, self.do_exec(&req)).map(|()| Empty::new())
     }
 
-    fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> ttrpc::Result<Empty> {
-        unimplemented("resize_pty")
+    fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        reply("resize_pty", &req.id, self.do_resize_pty(&req)).map(|()| Empty::new())
     }
 
     fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> ttrpc::Result<Empty> {

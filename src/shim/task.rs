@@ -68,11 +68,6 @@ impl Drop for Acquired {
 impl Task {
     /// Create: rootfs, spec, cgroup, stdio, then the init from the spawner, set up and waiting.
     pub fn create(daemon: &Daemon, req: &CreateTaskRequest) -> Result<Task, TaskError> {
-        if req.terminal {
-            return Err(TaskError::unimplemented(
-                "terminal: true is not supported yet",
-            ));
-        }
         if !req.checkpoint.is_empty() {
             return Err(TaskError::unimplemented(
                 "restore from checkpoint is not supported",
@@ -110,7 +105,7 @@ impl Task {
         let init = spawn_process(
             daemon,
             &request,
-            child_stdio,
+            (&io, child_stdio),
             None,
             (&req.id, Kind::Init, &req.id),
             &order,
@@ -146,6 +141,17 @@ impl Task {
 
     fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// ResizePty on the init.
+    pub fn resize_pty(&self, width: u32, height: u32) -> Result<(), TaskError> {
+        match self.held().as_ref() {
+            Some(held) => held
+                .io
+                .resize(width, height)
+                .map_err(|e| TaskError::precondition(e.to_string())),
+            None => Err(TaskError::not_found("container was deleted")),
+        }
     }
 
     /// CloseIO on the init.
@@ -195,7 +201,7 @@ impl Task {
 pub(super) fn spawn_process(
     daemon: &Daemon,
     request: &SpawnRequest,
-    stdio: [OwnedFd; 3],
+    (io, stdio): (&ProcessIo, [OwnedFd; 3]),
     init_pidfd: Option<&OwnedFd>,
     (container_id, kind, id): (&str, Kind, &str),
     order: &Arc<ExitOrder>,
@@ -208,9 +214,13 @@ pub(super) fn spawn_process(
         .map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);
-    let warnings = pending.wait_ready().map_err(TaskError::from_spawn)?;
-    for warning in warnings {
+    let ready = pending.wait_ready().map_err(TaskError::from_spawn)?;
+    for warning in ready.warnings {
         log::warn!("{container_id}/{id}: {warning}");
+    }
+    if let Some(master) = ready.console {
+        io.attach_console(master)
+            .map_err(|e| TaskError::internal(e.to_string()))?;
     }
     // Before the process is registered: its TaskExit can only follow this event.
     if let Some((topic, event)) = announce {

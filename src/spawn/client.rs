@@ -117,7 +117,10 @@ impl Spawner {
                     return Ok((pending, pidfd));
                 }
                 SyncMessage::Ready { warnings } if early_ready.is_none() => {
-                    early_ready = Some(warnings);
+                    early_ready = Some(Ready {
+                        warnings,
+                        console: fds.pop(),
+                    });
                 }
                 SyncMessage::Failed { error } => return Err(SpawnError::Failed(error)),
                 got => return Err(SpawnError::Unexpected { step: STEP, got }),
@@ -126,24 +129,32 @@ impl Spawner {
     }
 }
 
+/// What sync 2 brings: the setup's warnings and, for a terminal, the pty master.
+pub struct Ready {
+    pub warnings: Vec<String>,
+    pub console: Option<OwnedFd>,
+}
+
 /// A process that exists but has not yet exec'd its program: its sync socket.
 pub struct PendingProcess {
     pub pid: Pid,
     sync: OwnedFd,
     /// Sync 2, when it overtook sync 1.
-    early_ready: Option<Vec<String>>,
+    early_ready: Option<Ready>,
 }
 
 impl PendingProcess {
-    /// sync 2: waits until the process finished its setup (or reports why it failed); returns
-    /// the setup's warnings.
-    pub fn wait_ready(&mut self) -> Result<Vec<String>, SpawnError> {
+    /// sync 2: waits until the process finished its setup (or reports why it failed).
+    pub fn wait_ready(&mut self) -> Result<Ready, SpawnError> {
         const STEP: &str = "wait for container setup";
-        if let Some(warnings) = self.early_ready.take() {
-            return Ok(warnings);
+        if let Some(ready) = self.early_ready.take() {
+            return Ok(ready);
         }
         match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
-            Ok((SyncMessage::Ready { warnings }, _)) => Ok(warnings),
+            Ok((SyncMessage::Ready { warnings }, mut fds)) => Ok(Ready {
+                warnings,
+                console: fds.pop(),
+            }),
             Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
             Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
             Err(source) => Err(SpawnError::Sync { step: STEP, source }),

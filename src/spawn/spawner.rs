@@ -188,7 +188,9 @@ fn run_prepared(
     let ready = SyncMessage::Ready {
         warnings: exec.warnings().to_vec(),
     };
-    if protocol::send_sync(&sync, &ready).is_err() {
+    // sync 2, with the terminal's master when the process has one.
+    let console: Vec<RawFd> = exec.console().iter().map(|fd| fd.as_raw_fd()).collect();
+    if protocol::send(sync.as_raw_fd(), &ready, &console).is_err() {
         exit_now(1);
     }
     match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
