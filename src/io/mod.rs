@@ -1,8 +1,9 @@
-//! Container stdio: FIFOs from containerd, `file://` destinations (terminals and `binary://`
-//! loggers are another issue's work).
+//! Container stdio: FIFOs from containerd, `file://` and `binary://` destinations, terminals.
 
+pub mod binary_log;
 pub mod console;
 pub mod drain;
 pub mod stdio;
 
+pub use binary_log::LogOwner;
 pub use stdio::{ProcessIo, StdioPaths};

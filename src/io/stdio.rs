@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
 
+use super::binary_log::{LogOwner, parse_binary_uri, start_logger};
 use super::console::Console;
 use super::drain::{DRAIN_TIMEOUT, wait_drained};
 
@@ -81,7 +82,10 @@ impl ProcessIo {
     ///
     /// With a terminal the process gets /dev/null until it replaces stdio with its pty, whose
     /// master then comes to [`ProcessIo::attach_console`].
-    pub fn open(paths: &StdioPaths) -> Result<(ProcessIo, [OwnedFd; 3]), IoError> {
+    pub fn open(
+        paths: &StdioPaths,
+        owner: &LogOwner<'_>,
+    ) -> Result<(ProcessIo, [OwnedFd; 3]), IoError> {
         let mut keepers = Vec::new();
         if paths.terminal {
             let out = File::from(open_output(&paths.stdout, &mut keepers)?);
@@ -97,8 +101,18 @@ impl ProcessIo {
             };
             return Ok((io, [open_null()?, open_null()?, open_null()?]));
         }
-        let stdout = open_output(&paths.stdout, &mut keepers)?;
-        let stderr = open_output(&paths.stderr, &mut keepers)?;
+        let (stdout, stderr) = match parse_binary_uri(&paths.stdout) {
+            // One logger reads both streams (containerd passes the same URI for stderr).
+            Some(logger) => start_logger(&logger, owner).map_err(|source| IoError {
+                what: "start logging binary",
+                path: paths.stdout.clone(),
+                source,
+            })?,
+            None => (
+                open_output(&paths.stdout, &mut keepers)?,
+                open_output(&paths.stderr, &mut keepers)?,
+            ),
+        };
         let (stdin, container_stdin) = open_input(&paths.stdin)?;
         let io = ProcessIo {
             keepers,

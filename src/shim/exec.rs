@@ -19,7 +19,7 @@ use super::process::{Exit, Kind, Process};
 use super::task::{Task, spawn_process};
 use super::time::timestamp_now;
 use crate::container::ExecConfig;
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{LogOwner, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 /// Where an exec is before and after Start.
@@ -157,8 +157,12 @@ impl ExecProcess {
     }
 
     fn spawn(&self, daemon: &Daemon, task: &Task) -> Result<Arc<Process>, TaskError> {
+        let owner = LogOwner {
+            container_id: &task.id,
+            namespace: &daemon.namespace,
+        };
         let (io, stdio) =
-            ProcessIo::open(&self.stdio).map_err(|e| TaskError::invalid(e.to_string()))?;
+            ProcessIo::open(&self.stdio, &owner).map_err(|e| TaskError::invalid(e.to_string()))?;
         let request = SpawnRequest::Exec {
             config: Box::new(self.config.clone()),
             cgroup: task.cgroup.clone(),

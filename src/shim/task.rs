@@ -24,7 +24,7 @@ use super::{DEFAULT_CGROUP_PARENT, Daemon};
 use crate::container::InitConfig;
 use crate::container::cgroups::{Cgroup, CgroupPath};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{LogOwner, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 /// One container of this shim.
@@ -90,8 +90,12 @@ impl Task {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        let owner = LogOwner {
+            container_id: &req.id,
+            namespace: &daemon.namespace,
+        };
         let (io, child_stdio) =
-            ProcessIo::open(&stdio).map_err(|e| TaskError::invalid(e.to_string()))?;
+            ProcessIo::open(&stdio, &owner).map_err(|e| TaskError::invalid(e.to_string()))?;
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
