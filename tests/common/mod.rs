@@ -201,12 +201,36 @@ pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 /// forever, so after `timeout` the command (our own child) is killed and the captured stderr
 /// says so: the test then fails with a message instead of stalling the suite.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    output_with_input(cmd, None, timeout)
+}
+
+/// Like [`output_with_timeout`], but with `input` written to the command's stdin, which is then
+/// closed (so the command reads EOF after it). None: stdin is /dev/null.
+pub fn output_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    // A thread writes stdin, so a command that fills its stdout pipe before reading all of its
+    // input cannot deadlock against us. A write error (the command exited early) only shortens
+    // the input; the exit status and output tell what happened.
+    let feeder = match (input, child.stdin.take()) {
+        (Some(input), Some(mut stdin)) => {
+            let input = input.to_vec();
+            Some(thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+                // Dropping stdin here closes it: the command reads EOF.
+            }))
+        }
+        _ => None,
+    };
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = wait_until(&mut child, Instant::now() + timeout);
@@ -217,6 +241,9 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
             .wait()
             .unwrap_or_else(|e| panic!("reaping {cmd:?}: {e}"))
     });
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let mut stderr = stderr.join().unwrap_or_default();
     if timed_out {
         stderr.extend_from_slice(
@@ -536,14 +563,42 @@ impl PrivateContainerd {
         output_with_timeout(&mut cmd, timeout)
     }
 
-    fn ctr_with_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+    fn ctr_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("-a")
             .arg(self.address())
             .arg("-n")
             .arg(NAMESPACE)
             .args(args);
-        output_with_timeout(&mut cmd, timeout)
+        cmd
+    }
+
+    fn ctr_with_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+        output_with_timeout(&mut self.ctr_command(args), timeout)
+    }
+
+    /// Like [`ctr`](Self::ctr), with `input` on ctr's stdin (closed after it, so ctr sees EOF).
+    pub fn ctr_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        output_with_input(&mut self.ctr_command(args), Some(input), command_timeout())
+    }
+
+    /// Any `ctr ARGS...` in the background (stdin /dev/null), e.g. an attached `ctr task exec`
+    /// a test signals while it runs.
+    pub fn spawn_ctr(&self, args: &[&str]) -> BackgroundRun {
+        let mut cmd = self.ctr_command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        BackgroundRun::new(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        )
+    }
+
+    /// Where `ctr run` (and tests' `ctr task exec --fifo-dir`) put their stdio FIFOs: under the
+    /// private directory, never in the shared /run/containerd/fifo.
+    pub fn fifo_dir(&self) -> PathBuf {
+        self.dir.join("fifo")
     }
 
     /// `ctr -a SOCK -n sibling-test ARGS...`
@@ -560,7 +615,7 @@ impl PrivateContainerd {
 
     /// The `ctr run` arguments for this runtime, up to and including the image and id.
     fn run_prefix(&self, mode: &str, id: &str) -> Vec<String> {
-        let fifo_dir = self.dir.join("fifo").display().to_string();
+        let fifo_dir = self.fifo_dir().display().to_string();
         let mut args = vec!["run".to_string(), mode.to_string()];
         args.extend([
             "--runtime".into(),
