@@ -57,22 +57,8 @@ for_each_runtime!(
     stdin_reaches_the_exec,
     execs_die_with_the_init,
     detached_exec_delete,
+    exec_exits_while_its_child_holds_stdout,
 );
-
-// Not in for_each_runtime!: the sibling variant fails today (a shim bug, see the function) and
-// would make the suite fail until it is fixed. Run it with `--ignored`.
-mod exec_exits_while_its_child_holds_stdout {
-    #[test]
-    fn runc() {
-        super::exec_exits_while_its_child_holds_stdout(super::RUNC);
-    }
-
-    #[test]
-    #[ignore = "shim bug: ctr task exec waits for an orphan that holds the exec's stdout FIFO"]
-    fn sibling() {
-        super::exec_exits_while_its_child_holds_stdout(super::SIBLING);
-    }
-}
 
 /// One line of `ctr task ps`: a host pid and, for an exec, its exec id (from the
 /// `&ProcessDetails{ExecID:X,...}` ctr prints in the INFO column).

@@ -343,16 +343,11 @@ fn rpcs_not_yet_implemented_answer_unimplemented() {
     let id = "unimpl";
     let bundle = fake.bundle(id, "echo", &["/bin/true"]);
     let shim = fake.start_shim(id, &bundle);
-    let pause = shim
+    let checkpoint = shim
         .task
-        .pause(ctx(), &PauseRequest::default())
-        .expect_err("pause");
-    assert_eq!(rpc_code(&pause), Code::UNIMPLEMENTED);
-    let stats = shim
-        .task
-        .stats(ctx(), &StatsRequest::default())
-        .expect_err("stats");
-    assert_eq!(rpc_code(&stats), Code::UNIMPLEMENTED);
+        .checkpoint(ctx(), &CheckpointTaskRequest::default())
+        .expect_err("checkpoint");
+    assert_eq!(rpc_code(&checkpoint), Code::UNIMPLEMENTED);
     let missing = state_err(&shim, "nope");
     assert_eq!(rpc_code(&missing), Code::NOT_FOUND);
     shim.shutdown_and_wait();
@@ -783,6 +778,177 @@ fn exec_exits_precede_the_init_exit_without_a_pid_namespace() {
         exits.last(),
         Some(&id),
         "the init's exit must come last: {exits:?}"
+    );
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+fn read_counter(bundle: &Path) -> u64 {
+    std::fs::read_to_string(bundle.join("rootfs/tmp/count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls (test-side only) until `f` holds or 10 s pass.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn pause_resume_update_and_stats_through_the_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("cgroupops");
+    let id = "cgroupops";
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done";
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", script]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    assert!(
+        eventually(|| read_counter(&bundle) > 3),
+        "counter never moved"
+    );
+
+    let pause = PauseRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.pause(ctx(), &pause).expect("pause");
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::PAUSED));
+    let frozen_at = read_counter(&bundle);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read_counter(&bundle),
+        frozen_at,
+        "counter moved while paused"
+    );
+    let exec = fake.exec_request(id, "frozen", &["/bin/true"], "");
+    shim.task.exec(ctx(), &exec).expect("exec is only recorded");
+    let refused = start_exec(&shim, id, "frozen").expect_err("exec into a paused container");
+    assert_eq!(rpc_code(&refused), Code::FAILED_PRECONDITION);
+    let resume = ResumeRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.resume(ctx(), &resume).expect("resume");
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::RUNNING));
+    assert!(
+        eventually(|| read_counter(&bundle) > frozen_at + 3),
+        "counter did not resume"
+    );
+
+    // Update: new limits land in the cgroup files.
+    let resources = serde_json::json!({"memory": {"limit": 67108864}, "pids": {"limit": 77}});
+    let update = UpdateTaskRequest {
+        id: id.into(),
+        resources: Some(
+            containerd_shim_protos::protobuf::well_known_types::any::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: serde_json::to_vec(&resources).unwrap(),
+                ..Default::default()
+            },
+        )
+        .into(),
+        ..Default::default()
+    };
+    shim.task.update(ctx(), &update).expect("update");
+    let dirs = cgroup_dirs(&fake.cgroup_path(id));
+    let read = |file: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .unwrap_or_default()
+    };
+    assert_eq!(read("memory.limit_in_bytes").trim(), "67108864");
+    assert_eq!(read("pids.max").trim(), "77");
+
+    // Stats: the v1 metrics of this hybrid host, with values that moved.
+    let stats = shim
+        .task
+        .stats(
+            ctx(),
+            &StatsRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+        .expect("stats")
+        .stats
+        .into_option()
+        .expect("stats any");
+    assert_eq!(stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    use containerd_shim_protos::protobuf::Message;
+    let metrics =
+        containerd_shim_protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.value).unwrap();
+    assert!(metrics.cpu.usage.total > 0, "cpu usage: {:?}", metrics.cpu);
+    assert!(
+        metrics.memory.usage.usage > 0,
+        "memory: {:?}",
+        metrics.memory.usage
+    );
+    assert!(metrics.pids.current >= 2, "pids: {:?}", metrics.pids);
+
+    let events = fake.events_for(id, 6);
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert!(
+        topics.contains(&"/tasks/paused") && topics.contains(&"/tasks/resumed"),
+        "{topics:?}"
+    );
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill");
+    wait(&shim, id);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+fn an_oom_kill_is_reported_before_the_exit_it_caused() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("oom");
+    let id = "oom";
+    let mut spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // 32 MiB; the shell then builds a 200 MB string. (No swap on these machines.)
+    spec["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
+    let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", hog]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    let events = fake.events_for(id, 4);
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    let oom = topics.iter().position(|t| *t == "/tasks/oom");
+    let exit = topics.iter().position(|t| *t == "/tasks/exit");
+    assert!(
+        oom.is_some() && oom < exit,
+        "TaskOOM must precede TaskExit: {topics:?}"
     );
     delete(&shim, id).expect("delete");
     assert_released(&fake, id);

@@ -220,10 +220,24 @@ fn drop_privileges(
 /// Resolves the executable inside the new root as the final user, and builds the C strings.
 fn build_exec(process: &Process, warnings: Vec<String>) -> Result<Exec, InitError> {
     let args = process.args().as_deref().unwrap_or_default();
-    let env = process.env().as_deref().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    // As runc: a process without HOME gets the user's home from the container's /etc/passwd.
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = home_of(&passwd, process.user().uid()).unwrap_or("/");
+        env.push(format!("HOME={home}"));
+    }
     let arg0 = args.first().map_or("", String::as_str);
-    let path = find_executable(arg0, path_variable(env), Path::new("/"), process.cwd())?;
-    Exec::new(&path, args, env, warnings)
+    let path = find_executable(arg0, path_variable(&env), Path::new("/"), process.cwd())?;
+    Exec::new(&path, args, &env, warnings)
+}
+
+/// The home directory of `uid` in a passwd file's text.
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then_some(fields[5])
+    })
 }
 
 /// Spec fields this runtime does not apply yet, so that the daemon can say so.
@@ -278,4 +292,16 @@ fn open_root(path: &Path) -> Result<RootDir, InitError> {
 
 fn invalid(reason: &str) -> InitError {
     InitError::InvalidSpec(reason.to_owned())
+}
+
+#[cfg(test)]
+mod home_tests {
+    #[test]
+    fn home_comes_from_passwd() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
+        assert_eq!(super::home_of(passwd, 0), Some("/root"));
+        assert_eq!(super::home_of(passwd, 65534), Some("/nonexistent"));
+        assert_eq!(super::home_of(passwd, 1000), None);
+    }
 }

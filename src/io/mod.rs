@@ -2,8 +2,9 @@
 
 pub mod binary_log;
 pub mod console;
+pub mod copy;
 pub mod drain;
 pub mod stdio;
 
 pub use binary_log::LogOwner;
-pub use stdio::{ProcessIo, StdioPaths};
+pub use stdio::{OutputMode, ProcessIo, StdioPaths};

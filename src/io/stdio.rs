@@ -22,6 +22,7 @@ use nix::libc;
 
 use super::binary_log::{LogOwner, parse_binary_uri, start_logger};
 use super::console::Console;
+use super::copy::{OutputSink, pipe_into};
 use super::drain::{DRAIN_TIMEOUT, wait_drained};
 
 /// The stdio paths of a Create request.
@@ -61,14 +62,28 @@ fn io_error<'a>(what: &'static str, path: &'a str) -> impl FnOnce(std::io::Error
 pub struct ProcessIo {
     /// Read ends of the output FIFOs (never read), with their paths.
     keepers: Vec<(PathBuf, File)>,
+    /// FIFO ends the daemon writes itself (copied output), closed at the latest on Delete.
+    sinks: Vec<Arc<OutputSink>>,
     stdin: Option<Arc<StdinPipe>>,
     terminal: Option<TerminalIo>,
 }
 
-/// A terminal process's FIFOs until the pty master arrives, then its copier.
+/// A terminal process's output and stdin until the pty master arrives, then its copier.
 struct TerminalIo {
-    waiting: Mutex<Option<(File, Option<PathBuf>)>>,
+    out: Arc<OutputSink>,
+    stdin: Mutex<Option<PathBuf>>,
     console: OnceLock<Console>,
+}
+
+/// Whether output goes to the process directly or through a copy the daemon can cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// The process gets the FIFO itself: no copy, no thread. For an init with its own PID
+    /// namespace (or whose leftovers are killed with it), whose every writer dies with it.
+    Direct,
+    /// Through a pipe and a copy thread, so Delete can end the stream even while an orphan
+    /// the process left still holds its end (execs, as with runc's shim).
+    Copied,
 }
 
 struct StdinPipe {
@@ -85,17 +100,22 @@ impl ProcessIo {
     pub fn open(
         paths: &StdioPaths,
         owner: &LogOwner<'_>,
+        mode: OutputMode,
     ) -> Result<(ProcessIo, [OwnedFd; 3]), IoError> {
         let mut keepers = Vec::new();
+        let mut sinks = Vec::new();
         if paths.terminal {
-            let out = File::from(open_output(&paths.stdout, &mut keepers)?);
+            let out = OutputSink::new(File::from(open_output(&paths.stdout, &mut keepers)?));
+            sinks.push(Arc::clone(&out));
             let stdin = (!paths.stdin.is_empty()).then(|| PathBuf::from(&paths.stdin));
             let terminal = TerminalIo {
-                waiting: Mutex::new(Some((out, stdin))),
+                out,
+                stdin: Mutex::new(stdin),
                 console: OnceLock::new(),
             };
             let io = ProcessIo {
                 keepers,
+                sinks,
                 stdin: None,
                 terminal: Some(terminal),
             };
@@ -109,13 +129,14 @@ impl ProcessIo {
                 source,
             })?,
             None => (
-                open_output(&paths.stdout, &mut keepers)?,
-                open_output(&paths.stderr, &mut keepers)?,
+                open_stream(&paths.stdout, mode, &mut keepers, &mut sinks)?,
+                open_stream(&paths.stderr, mode, &mut keepers, &mut sinks)?,
             ),
         };
         let (stdin, container_stdin) = open_input(&paths.stdin)?;
         let io = ProcessIo {
             keepers,
+            sinks,
             stdin,
             terminal: None,
         };
@@ -127,11 +148,8 @@ impl ProcessIo {
         let Some(terminal) = &self.terminal else {
             return Ok(()); // Not asked for: dropping the master hangs up nothing we use.
         };
-        let waiting = terminal.waiting.lock().map(|mut w| w.take());
-        let Ok(Some((out, stdin))) = waiting else {
-            return Ok(());
-        };
-        let console = Console::start(master, Some(out), stdin).map_err(|source| IoError {
+        let stdin = terminal.stdin.lock().map(|mut s| s.take()).ok().flatten();
+        let console = Console::start(master, &terminal.out, stdin).map_err(|source| IoError {
             what: "start terminal copy",
             path: String::new(),
             source,
@@ -161,10 +179,11 @@ impl ProcessIo {
     /// process wrote. See `drain`.
     pub fn wait_output_read(&self) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        if let Some(console) = self.terminal.as_ref().and_then(|t| t.console.get())
-            && !console.wait_output(deadline)
-        {
-            log::warn!("terminal output still being copied at Delete");
+        // Copies first (they move output into the FIFOs), then the FIFOs themselves.
+        for sink in &self.sinks {
+            if !sink.finish(deadline) {
+                log::warn!("output still open at Delete (an orphan holds it?): closed it");
+            }
         }
         for (path, keeper) in &self.keepers {
             if !wait_drained(path, keeper, deadline) {
@@ -282,6 +301,24 @@ fn open_keeper(uri: &str) -> Result<File, IoError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(uri)
         .map_err(io_error("open", uri))
+}
+
+/// stdout/stderr in `mode`: only a FIFO is ever copied (a file or /dev/null needs no EOF).
+fn open_stream(
+    uri: &str,
+    mode: OutputMode,
+    keepers: &mut Vec<(PathBuf, File)>,
+    sinks: &mut Vec<Arc<OutputSink>>,
+) -> Result<OwnedFd, IoError> {
+    let fifo = !uri.is_empty() && !uri.contains("://");
+    let fd = open_output(uri, keepers)?;
+    if mode == OutputMode::Direct || !fifo {
+        return Ok(fd);
+    }
+    let sink = OutputSink::new(File::from(fd));
+    let pipe = pipe_into("output-copy", &sink).map_err(io_error("copy output to", uri))?;
+    sinks.push(sink);
+    Ok(pipe)
 }
 
 fn open_null() -> Result<OwnedFd, IoError> {

@@ -19,7 +19,7 @@ use super::process::{Exit, Kind, Process};
 use super::task::{Task, spawn_process};
 use super::time::timestamp_now;
 use crate::container::ExecConfig;
-use crate::io::{LogOwner, ProcessIo, StdioPaths};
+use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 /// Where an exec is before and after Start.
@@ -136,6 +136,13 @@ impl ExecProcess {
     }
 
     fn create_and_start(&self, daemon: &Daemon, task: &Task) -> Result<Arc<Process>, TaskError> {
+        // The helper would join a frozen cgroup and freeze with it (runc refuses too).
+        if task.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            return Err(TaskError::precondition(format!(
+                "cannot exec in paused container {}",
+                task.id
+            )));
+        }
         if !task.order.try_add_exec() {
             return Err(TaskError::precondition(format!(
                 "container {} has exited: no exec can start in it",
@@ -161,8 +168,8 @@ impl ExecProcess {
             container_id: &task.id,
             namespace: &daemon.namespace,
         };
-        let (io, stdio) =
-            ProcessIo::open(&self.stdio, &owner).map_err(|e| TaskError::invalid(e.to_string()))?;
+        let (io, stdio) = ProcessIo::open(&self.stdio, &owner, OutputMode::Copied)
+            .map_err(|e| TaskError::invalid(e.to_string()))?;
         let request = SpawnRequest::Exec {
             config: Box::new(self.config.clone()),
             cgroup: task.cgroup.clone(),

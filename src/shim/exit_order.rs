@@ -7,10 +7,11 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use containerd_shim_protos::events::task::TaskExit;
-use containerd_shim_protos::topics::TASK_EXIT_EVENT_TOPIC;
+use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
+use containerd_shim_protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC};
 
 use super::events::EventQueue;
+use crate::container::cgroups::Cgroup;
 
 #[derive(Default)]
 struct State {
@@ -23,19 +24,51 @@ struct State {
 /// Runs once when the init's exit is recorded.
 pub type InitExitHook = Box<dyn Fn() + Send + Sync>;
 
+/// The container's OOM kill counter and the last value reported.
+struct OomCheck {
+    container_id: String,
+    cgroup: Cgroup,
+    reported: Mutex<u64>,
+}
+
 /// One per container.
 #[derive(Default)]
 pub struct ExitOrder {
     state: Mutex<State>,
     on_init_exit: Option<InitExitHook>,
+    oom: Option<OomCheck>,
 }
 
 impl ExitOrder {
-    /// With `hook` run when the init exits (before its TaskExit is due).
-    pub fn with_init_exit_hook(hook: InitExitHook) -> Self {
+    /// For a container in `cgroup`, whose OOM kills are reported before each exit; `hook`
+    /// runs when the init exits (before its TaskExit is due).
+    pub fn new(container_id: &str, cgroup: Option<&Cgroup>, hook: Option<InitExitHook>) -> Self {
         ExitOrder {
             state: Mutex::default(),
-            on_init_exit: Some(hook),
+            on_init_exit: hook,
+            oom: cgroup.map(|cgroup| OomCheck {
+                container_id: container_id.to_owned(),
+                reported: Mutex::new(cgroup.oom_kills()),
+                cgroup: cgroup.clone(),
+            }),
+        }
+    }
+
+    /// Publishes TaskOOM if the kernel's OOM killer struck since the last report. Called before
+    /// every TaskExit of the container, so the OOM event precedes the exit it caused.
+    pub fn publish_oom_if_any(&self, events: &EventQueue) {
+        let Some(oom) = &self.oom else { return };
+        let mut reported = oom.reported.lock().unwrap_or_else(|e| e.into_inner());
+        let now = oom.cgroup.oom_kills();
+        if now > *reported {
+            *reported = now;
+            events.publish(
+                TASK_OOM_EVENT_TOPIC,
+                Box::new(TaskOOM {
+                    container_id: oom.container_id.clone(),
+                    ..Default::default()
+                }),
+            );
         }
     }
 

@@ -184,6 +184,7 @@ impl Process {
 
     /// TaskExit; the init's waits for every exec's (see `exit_order`).
     fn publish_exit(&self, exit: &Exit) {
+        self.order.publish_oom_if_any(&self.events);
         let event = TaskExit {
             container_id: self.container_id.clone(),
             id: self.id.clone(),

@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use containerd_shim_protos::events::task::TaskDelete;
-use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
+use containerd_shim_protos::events::task::{TaskDelete, TaskPaused, TaskResumed};
+use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim::shim::*;
 use containerd_shim_protos::shim_sync::Task as TaskRpc;
-use containerd_shim_protos::topics::TASK_DELETE_EVENT_TOPIC;
+use containerd_shim_protos::topics::{
+    TASK_DELETE_EVENT_TOPIC, TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC,
+};
 use containerd_shim_protos::ttrpc::{self, TtrpcContext};
 use containerd_shim_protos::types::empty::Empty;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
@@ -191,6 +193,76 @@ impl TaskService {
         Ok(())
     }
 
+    /// Pause (`freeze`) or Resume: only a running init's container, then TaskPaused or
+    /// TaskResumed once the freezer settled.
+    fn do_freeze(&self, id: &str, freeze: bool) -> Result<(), TaskError> {
+        let task = self.task(id)?;
+        let what = if freeze { "pause" } else { "resume" };
+        if task.init.exit().is_some() || task.init.phase() != Phase::Running {
+            return Err(TaskError::precondition(format!(
+                "cannot {what} task {id}: it is not running"
+            )));
+        }
+        let Some(cgroup) = &task.cgroup else {
+            return Err(TaskError::precondition(format!("task {id} has no cgroup")));
+        };
+        let (result, topic): (_, &'static str) = if freeze {
+            (cgroup.freeze(), TASK_PAUSED_EVENT_TOPIC)
+        } else {
+            (cgroup.thaw(), TASK_RESUMED_EVENT_TOPIC)
+        };
+        result.map_err(|e| TaskError::internal(format!("{what} {id}: {e}")))?;
+        let event: Box<dyn MessageDyn> = if freeze {
+            Box::new(TaskPaused {
+                container_id: id.to_owned(),
+                ..Default::default()
+            })
+        } else {
+            Box::new(TaskResumed {
+                container_id: id.to_owned(),
+                ..Default::default()
+            })
+        };
+        self.daemon.events.publish(topic, event);
+        Ok(())
+    }
+
+    /// Update: new `linux.resources` (as JSON in an Any) applied to the running container.
+    fn do_update(&self, req: &UpdateTaskRequest) -> Result<(), TaskError> {
+        let task = self.task(&req.id)?;
+        let Some(any) = req.resources.as_ref() else {
+            return Err(TaskError::invalid("update carries no resources"));
+        };
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
+            .map_err(|e| TaskError::invalid(format!("update {}: resources: {e}", req.id)))?;
+        let Some(cgroup) = &task.cgroup else {
+            return Err(TaskError::precondition(format!(
+                "task {} has no cgroup",
+                req.id
+            )));
+        };
+        cgroup
+            .apply_resources(&resources)
+            .map_err(|e| TaskError::invalid(format!("update {}: {e}", req.id)))
+    }
+
+    /// Stats: the cgroup's metrics (v1 or v2 message, by the host's cgroup layout).
+    fn do_stats(&self, req: &StatsRequest) -> Result<StatsResponse, TaskError> {
+        let task = self.task(&req.id)?;
+        let Some(cgroup) = &task.cgroup else {
+            return Err(TaskError::precondition(format!(
+                "task {} has no cgroup",
+                req.id
+            )));
+        };
+        let stats = crate::container::cgroups::stats::collect(cgroup)
+            .map_err(|e| TaskError::internal(format!("stats {}: {e}", req.id)))?;
+        Ok(StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
     fn do_resize_pty(&self, req: &ResizePtyRequest) -> Result<(), TaskError> {
         let task = self.task(&req.id)?;
         if req.exec_id.is_empty() {
@@ -222,9 +294,11 @@ fn state_response(
     exit: Option<Exit>,
 ) -> StateResponse {
     let phase = process.as_ref().map(|p| p.phase());
+    let frozen = || task.cgroup.as_ref().is_some_and(|c| c.is_frozen());
     let status = match (&exit, phase) {
         (Some(_), _) => Status::STOPPED,
         (None, Some(Phase::Created) | None) => Status::CREATED,
+        (None, Some(_)) if frozen() => Status::PAUSED,
         (None, Some(_)) => Status::RUNNING,
     };
     StateResponse {
@@ -332,12 +406,12 @@ impl TaskRpc for TaskService {
         Ok(Empty::new())
     }
 
-    fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> ttrpc::Result<Empty> {
-        unimplemented("pause")
+    fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        reply("pause", &req.id, self.do_freeze(&req.id, true)).map(|()| Empty::new())
     }
 
-    fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> ttrpc::Result<Empty> {
-        unimplemented("resume")
+    fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        reply("resume", &req.id, self.do_freeze(&req.id, false)).map(|()| Empty::new())
     }
 
     fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
@@ -352,11 +426,11 @@ impl TaskRpc for TaskService {
         reply("resize_pty", &req.id, self.do_resize_pty(&req)).map(|()| Empty::new())
     }
 
-    fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        unimplemented("update")
+    fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        reply("update", &req.id, self.do_update(&req)).map(|()| Empty::new())
     }
 
-    fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        unimplemented("stats")
+    fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        reply("stats", &req.id, self.do_stats(&req))
     }
 }

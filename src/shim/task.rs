@@ -16,7 +16,7 @@ use oci_spec::runtime::Spec;
 
 use super::error::TaskError;
 use super::exec::ExecProcess;
-use super::exit_order::ExitOrder;
+use super::exit_order::{ExitOrder, InitExitHook};
 use super::process::{Kind, Process};
 use super::rootfs::{MountedRootfs, mount_rootfs};
 use super::state_file::StateFile;
@@ -24,7 +24,7 @@ use super::{DEFAULT_CGROUP_PARENT, Daemon};
 use crate::container::InitConfig;
 use crate::container::cgroups::{Cgroup, CgroupPath};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
-use crate::io::{LogOwner, ProcessIo, StdioPaths};
+use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 /// One container of this shim.
@@ -94,8 +94,8 @@ impl Task {
             container_id: &req.id,
             namespace: &daemon.namespace,
         };
-        let (io, child_stdio) =
-            ProcessIo::open(&stdio, &owner).map_err(|e| TaskError::invalid(e.to_string()))?;
+        let (io, child_stdio) = ProcessIo::open(&stdio, &owner, init_output_mode(&namespaces))
+            .map_err(|e| TaskError::invalid(e.to_string()))?;
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
@@ -105,7 +105,7 @@ impl Task {
             namespaces,
             cgroup: acquired.cgroup.clone(),
         };
-        let order = Arc::new(exit_order_for(&request, acquired.cgroup.as_ref()));
+        let order = Arc::new(exit_order_for(&req.id, &request, acquired.cgroup.as_ref()));
         let init = spawn_process(
             daemon,
             &request,
@@ -243,25 +243,38 @@ pub(super) fn spawn_process(
     Ok(process)
 }
 
+/// An init with a PID namespace of its own takes every process of it along when it dies, so no
+/// writer can outlive it: its output goes to the FIFOs directly. Otherwise (the host's or a
+/// pod's PID namespace) a writer may outlive it: copy, so Delete can end the stream.
+fn init_output_mode(namespaces: &NamespacePlan) -> OutputMode {
+    if namespaces.is_new(NamespaceKind::Pid) {
+        OutputMode::Direct
+    } else {
+        OutputMode::Copied
+    }
+}
+
 /// Without a PID namespace of its own, nothing kills a container's other processes when its
 /// init dies; as containerd's runc shim does, kill everything left in its cgroup then (the
 /// execs' exits, and so the init's TaskExit, follow).
-fn exit_order_for(request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
+fn exit_order_for(id: &str, request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
     let shares_host_pids = match request {
         SpawnRequest::Init { namespaces, .. } => !namespaces.is_private(NamespaceKind::Pid),
         SpawnRequest::Exec { .. } => false,
     };
-    match cgroup {
+    let kill_rest = match cgroup {
         Some(cgroup) if shares_host_pids => {
             let cgroup = cgroup.clone();
-            ExitOrder::with_init_exit_hook(Box::new(move || {
+            let hook: InitExitHook = Box::new(move || {
                 if let Err(e) = cgroup.kill_all(nix::sys::signal::Signal::SIGKILL) {
                     log::warn!("kill what is left after the init exited: {e}");
                 }
-            }))
+            });
+            Some(hook)
         }
-        _ => ExitOrder::default(),
-    }
+        _ => None,
+    };
+    ExitOrder::new(id, cgroup, kill_rest)
 }
 
 /// An event to enqueue once the new process's pid is known, before it is registered.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{CreateTaskRequest, Empty, ForwardRequest};
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
 };
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{self, Client, Server, context};
@@ -92,6 +92,11 @@ impl Events for Recorder {
                 (recorded.container_id, recorded.pid) = (e.container_id, e.pid);
                 recorded.exit_status = Some(e.exit_status);
                 recorded.id = e.id;
+            }
+            "/tasks/paused" | "/tasks/resumed" | "/tasks/oom" => {
+                // All three carry just the container id, as field 1.
+                let e = TaskOOM::parse_from_bytes(&any.value).unwrap_or_default();
+                recorded.container_id = e.container_id;
             }
             "/tasks/exec-added" => {
                 let e = TaskExecAdded::parse_from_bytes(&any.value).unwrap_or_default();

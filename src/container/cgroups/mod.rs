@@ -13,10 +13,13 @@
 mod cgroup;
 mod error;
 mod files;
+mod freezer;
 mod hierarchy;
 mod kill;
+mod oom;
 mod path;
 mod resources;
+pub mod stats;
 
 pub use cgroup::{Cgroup, CgroupDir};
 pub use error::CgroupError;
