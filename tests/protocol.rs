@@ -954,3 +954,61 @@ fn an_oom_kill_is_reported_before_the_exit_it_caused() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+#[test]
+fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("closeio");
+    let id = "closeio";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let stdin = fake.dir.join("exec-stdin");
+    nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (stdout, lines) = fake.output_lines("exec-stdout");
+    let mut exec = fake.exec_request(id, "cat", &["/bin/cat"], &stdout);
+    exec.stdin = stdin.display().to_string();
+    shim.task.exec(ctx(), &exec).expect("exec");
+    start_exec(&shim, id, "cat").expect("start exec");
+    // Like containerd: write, and keep the FIFO open.
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stdin)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, b"typed\n").unwrap();
+    // cat echoes the line: it got through. Without CloseIO it would now wait forever.
+    assert_eq!(lines.recv().unwrap(), "typed");
+    let close = CloseIORequest {
+        id: id.into(),
+        exec_id: "cat".into(),
+        stdin: true,
+        ..Default::default()
+    };
+    shim.task.close_io(ctx(), &close).expect("close io");
+    assert_eq!(wait_exec(&shim, id, "cat").exit_status, 0);
+    drop(writer);
+    let deleted = shim.task.delete(
+        ctx(),
+        &DeleteRequest {
+            id: id.into(),
+            exec_id: "cat".into(),
+            ..Default::default()
+        },
+    );
+    deleted.expect("delete exec");
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill");
+    wait(&shim, id);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}

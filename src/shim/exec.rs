@@ -16,7 +16,7 @@ use oci_spec::runtime::Process as ProcessSpec;
 use super::Daemon;
 use super::error::TaskError;
 use super::process::{Exit, Kind, Process};
-use super::task::{Task, spawn_process};
+use super::task::{Task, refuse_unapplied_process_confinement, spawn_process};
 use super::time::timestamp_now;
 use crate::container::ExecConfig;
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
@@ -226,6 +226,7 @@ impl Task {
             return Err(TaskError::invalid("exec id is empty"));
         }
         let process = parse_process_spec(req)?;
+        refuse_unapplied_process_confinement(&process)?;
         if self.init.exit().is_some() {
             return Err(TaskError::precondition(format!(
                 "container {} has exited: no new exec",

@@ -12,7 +12,7 @@ use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
 use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process as ProcessSpec, Spec};
 
 use super::error::TaskError;
 use super::exec::ExecProcess;
@@ -323,13 +323,19 @@ fn load_spec(bundle: &Path) -> Result<Spec, TaskError> {
 /// Confinement the spec asks for but this runtime cannot apply yet fails Create: running the
 /// container without it would give it more privilege than its spec grants.
 fn refuse_unapplied_confinement(spec: &Spec) -> Result<(), TaskError> {
-    let process = spec.process().as_ref();
+    let seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
+    refuse_unapplied(seccomp, spec.process().as_ref())
+}
+
+/// The same for an exec's own `process`.
+pub(super) fn refuse_unapplied_process_confinement(process: &ProcessSpec) -> Result<(), TaskError> {
+    refuse_unapplied(false, Some(process))
+}
+
+fn refuse_unapplied(seccomp: bool, process: Option<&ProcessSpec>) -> Result<(), TaskError> {
     let is_set = |value: Option<&String>| value.is_some_and(|v| !v.is_empty());
     let asked = [
-        (
-            "linux.seccomp",
-            spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()),
-        ),
+        ("linux.seccomp", seccomp),
         (
             "process.apparmorProfile",
             is_set(process.and_then(|p| p.apparmor_profile().as_ref())),
