@@ -36,6 +36,7 @@ for_each_runtime!(
     binary_logger,
     terminal_run,
     terminal_exec_reads_input,
+    output_survives_a_containerd_restart,
 );
 
 fn containerd(runtime: &str) -> Option<PrivateContainerd> {
@@ -196,6 +197,29 @@ fn terminal_exec_reads_input(runtime: &str) {
     assert_eq!(result.code, 6, "{result}");
     assert!(result.stdout.contains("got:hello"), "{result}");
     c.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    c.remove_container(&id);
+    c.assert_no_leaks(&[&id]);
+}
+
+/// The container writes far more than a FIFO holds while nobody reads (ctr run -d has exited)
+/// and containerd is killed and restarted; `ctr task attach` then gets every line, in order.
+fn output_survives_a_containerd_restart(runtime: &str) {
+    let Some(mut c) = containerd(runtime) else {
+        return;
+    };
+    let id = unique_id("restart");
+    c.run_detached(&id, &["sh", "-c", "sleep 1; seq 1 50000; echo done"]);
+    c.restart();
+    let attached = CtrResult::from(c.ctr(&["task", "attach", &id]));
+    assert_eq!(attached.code, 0, "{attached}");
+    let lines: Vec<&str> = attached.stdout.lines().collect();
+    assert_eq!(lines.len(), 50001, "lines: {}", lines.len());
+    let in_order = lines[..50000]
+        .iter()
+        .enumerate()
+        .all(|(i, line)| line.parse::<usize>() == Ok(i + 1));
+    assert!(in_order, "output has gaps or reordering");
+    assert_eq!(lines[50000], "done");
     c.remove_container(&id);
     c.assert_no_leaks(&[&id]);
 }

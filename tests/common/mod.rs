@@ -482,6 +482,17 @@ impl PrivateContainerd {
         self.containerd.as_ref().map(Child::id)
     }
 
+    /// Kills containerd (SIGKILL, by pid) and starts it again on the same root, state and
+    /// sockets, as after a crash; running shims and their containers are left alone.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.containerd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn_containerd();
+        self.wait_until_ready();
+    }
+
     fn spawn_containerd(&mut self) {
         let config = self.dir.join("config.toml");
         fs::write(&config, containerd_config(&self.dir)).expect("write config.toml");
