@@ -1012,3 +1012,14 @@ fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+#[test]
+fn version_flag_prints_the_version_and_nothing_runs() {
+    // No root needed: -v must not start anything.
+    let out = std::process::Command::new(SHIM).arg("-v").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("containerd-shim-sibling-v2"), "{text}");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(out.stderr.is_empty());
+}
