@@ -8,6 +8,7 @@
 //! Needs root, containerd and ctr: skipped with a message otherwise, failed in CI (`CI=true`).
 //! `make test` sets SIBLING_IMAGE_TAR; without it the image is built into build/ on first use.
 
+#[macro_use]
 mod common;
 
 use std::sync::Mutex;
@@ -22,23 +23,6 @@ use common::{
 
 /// How long to wait for what a `ctr run` printed once it is known to have exited.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Generates `mod NAME { fn runc(); fn sibling() }`, each calling `NAME(runtime)`.
-macro_rules! for_each_runtime {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn runc() {
-                super::$name(super::RUNC);
-            }
-
-            #[test]
-            fn sibling() {
-                super::$name(super::SIBLING);
-            }
-        }
-    )*};
-}
 
 for_each_runtime!(
     output,

@@ -14,6 +14,7 @@
 //! Needs root, containerd and ctr: skipped with a message otherwise, failed in CI (`CI=true`).
 //! `make test` sets SIBLING_IMAGE_TAR; without it the image is built into build/ on first use.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -29,23 +30,6 @@ use common::{
 };
 
 const POLL: Duration = Duration::from_millis(50);
-
-/// Generates `mod NAME { fn runc(); fn sibling() }`, each calling `NAME(runtime)`.
-macro_rules! for_each_runtime {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn runc() {
-                super::$name(super::RUNC);
-            }
-
-            #[test]
-            fn sibling() {
-                super::$name(super::SIBLING);
-            }
-        }
-    )*};
-}
 
 for_each_runtime!(
     exit_code_and_output,

@@ -5,6 +5,7 @@
 //! Terminal tests need a terminal of their own: ctr runs inside `script(1)`, which gives it a
 //! pty (these machines have no controlling terminal).
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -14,22 +15,6 @@ use common::{
     CtrResult, IMAGE, NAMESPACE, PrivateContainerd, RUNC, SIBLING, command_timeout,
     output_with_input, require_root_and_tools, unique_id,
 };
-
-macro_rules! for_each_runtime {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn runc() {
-                super::$name(super::RUNC);
-            }
-
-            #[test]
-            fn sibling() {
-                super::$name(super::SIBLING);
-            }
-        }
-    )*};
-}
 
 for_each_runtime!(
     file_destination,

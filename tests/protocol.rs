@@ -11,6 +11,27 @@ use containerd_shim_protos::api::*;
 use containerd_shim_protos::ttrpc::{self, Code};
 use shim_harness::*;
 
+/// The `echo` test bundle's config.json, for tests that change more than the args.
+fn template_spec() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The end of most tests: SIGKILL the init (137), Delete, check nothing of the container is
+/// left, and shut the shim down.
+fn kill_delete_and_shut_down(fake: &FakeContainerd, shim: &Shim, id: &str) {
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(shim, id).exit_status, 137);
+    delete(shim, id).expect("delete");
+    assert_released(fake, id);
+    shim.shutdown_and_wait();
+}
+
 fn topics(events: &[Recorded]) -> Vec<&str> {
     events.iter().map(|e| e.topic.as_str()).collect()
 }
@@ -192,16 +213,7 @@ fn topology_init_is_a_sibling_of_the_single_threaded_spawner() {
 
     start(&shim, id).expect("start");
     assert_eq!(status_field(init, "PPid"), Some(shim_pid.to_string()));
-    let kill = KillRequest {
-        id: id.into(),
-        signal: 9,
-        ..Default::default()
-    };
-    shim.task.kill(ctx(), &kill).expect("kill");
-    assert_eq!(wait(&shim, id).exit_status, 137);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &shim, id);
 }
 
 #[test]
@@ -211,11 +223,7 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
     }
     let fake = FakeContainerd::new("subreaper");
     let id = "subreaper";
-    let mut spec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut spec = template_spec();
     // No PID namespace: the container's orphan is re-parented to the nearest subreaper. The
     // subshell exits at once, orphaning its sleep; the init lives on. The pid is printed only
     // after the command substitution reaped the subshell, so the re-parenting has happened.
@@ -295,11 +303,7 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
     }
 
     // Confinement the runtime cannot apply yet is refused, never silently dropped.
-    let mut spec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut spec = template_spec();
     spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
     spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path("seccomp"));
     let bundle = fake.bundle_with_spec("seccomp", &spec);
@@ -624,16 +628,7 @@ fn exec_lifecycle_output_events_and_parentage() {
             ("/tasks/exec-added", "e2"),
         ]
     );
-    let kill = KillRequest {
-        id: id.into(),
-        signal: 9,
-        ..Default::default()
-    };
-    shim.task.kill(ctx(), &kill).expect("kill init");
-    assert_eq!(wait(&shim, id).exit_status, 137);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &shim, id);
 }
 
 #[test]
@@ -717,16 +712,7 @@ fn exec_of_a_missing_binary_fails_at_start_and_the_container_runs_on() {
     shim.task.exec(ctx(), &again).expect("exec");
     start_exec(&shim, id, "ok").expect("start exec");
     assert_eq!(wait_exec(&shim, id, "ok").exit_status, 0);
-    let kill = KillRequest {
-        id: id.into(),
-        signal: 9,
-        ..Default::default()
-    };
-    shim.task.kill(ctx(), &kill).expect("kill init");
-    wait(&shim, id);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &shim, id);
 }
 
 #[test]
@@ -736,11 +722,7 @@ fn exec_exits_precede_the_init_exit_without_a_pid_namespace() {
     }
     let fake = FakeContainerd::new("hostpid");
     let id = "hostpid";
-    let mut spec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut spec = template_spec();
     // Without a PID namespace the kernel does not kill the execs with the init: the shim
     // does, so their exits arrive after the init's, and the init's TaskExit must wait.
     let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
@@ -906,16 +888,7 @@ fn pause_resume_update_and_stats_through_the_cgroup() {
         topics.contains(&"/tasks/paused") && topics.contains(&"/tasks/resumed"),
         "{topics:?}"
     );
-    let kill = KillRequest {
-        id: id.into(),
-        signal: 9,
-        ..Default::default()
-    };
-    shim.task.kill(ctx(), &kill).expect("kill");
-    wait(&shim, id);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &shim, id);
 }
 
 #[test]
@@ -925,11 +898,7 @@ fn an_oom_kill_is_reported_before_the_exit_it_caused() {
     }
     let fake = FakeContainerd::new("oom");
     let id = "oom";
-    let mut spec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let mut spec = template_spec();
     // 32 MiB; the shell then builds a 200 MB string. (No swap on these machines.)
     spec["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
@@ -1001,16 +970,7 @@ fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
         },
     );
     deleted.expect("delete exec");
-    let kill = KillRequest {
-        id: id.into(),
-        signal: 9,
-        ..Default::default()
-    };
-    shim.task.kill(ctx(), &kill).expect("kill");
-    wait(&shim, id);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &shim, id);
 }
 
 #[test]

@@ -25,6 +25,26 @@ use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// `for_each_runtime!(a, b)` makes `mod a { fn runc(); fn sibling() }` (and so on), each test
+/// calling `a(RUNTIME)`: every end-to-end check runs against the reference shim, which proves
+/// the expectation, and against ours.
+#[allow(unused_macros)]
+macro_rules! for_each_runtime {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn runc() {
+                super::$name(super::RUNC);
+            }
+
+            #[test]
+            fn sibling() {
+                super::$name(super::SIBLING);
+            }
+        }
+    )*};
+}
+
 /// The containerd namespace every test uses. `ctr run` puts a container's cgroup at
 /// `/<namespace>/<id>`.
 pub const NAMESPACE: &str = "sibling-test";
