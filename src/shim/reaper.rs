@@ -8,7 +8,8 @@
 //! the parking lot stays bounded.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -28,6 +29,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Exits {
     inner: Mutex<Inner>,
+    /// Signalled whenever an exit is parked (see [`Exits::wait_reaped`]).
+    parked_changed: Condvar,
 }
 
 /// Keeps exits of unknown pids parked while it lives (one per spawn in flight).
@@ -88,6 +91,31 @@ impl Exits {
         }
         if inner.spawning > 0 {
             inner.parked.insert(pid, code);
+            self.parked_changed.notify_all();
+        }
+    }
+
+    /// Waits until `pid`, a child nobody registers (a spawn helper), has been reaped. Call it
+    /// while holding the [`SpawnGuard`] of the spawn that made it, so its exit is parked.
+    ///
+    /// Returns false if it was not reaped within `limit` (the helper is on its way to `_exit`,
+    /// so this bounds a kernel stall, not a normal wait).
+    pub fn wait_reaped(&self, pid: Pid, limit: Duration) -> bool {
+        let pid = pid.as_raw() as u32;
+        let deadline = Instant::now() + limit;
+        let mut inner = self.lock();
+        loop {
+            if inner.parked.remove(&pid).is_some() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            inner = match self.parked_changed.wait_timeout(inner, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 

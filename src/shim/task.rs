@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
@@ -200,6 +201,9 @@ impl Task {
     }
 }
 
+/// How long a spawn may wait for its helper's reap before it goes on without it.
+const HELPER_EXIT_LIMIT: Duration = Duration::from_secs(5);
+
 /// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
 /// it with the reaper. The exit of a process that dies before it is registered is parked.
 pub(super) fn spawn_process(
@@ -219,6 +223,14 @@ pub(super) fn spawn_process(
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);
     let ready = pending.wait_ready().map_err(TaskError::from_spawn)?;
+    // The helper exited right after sync 1; by now it is normally reaped already. Waiting for it
+    // keeps the promise that no intermediate process outlives a Create (or an exec's Start).
+    if !daemon.exits.wait_reaped(pending.helper, HELPER_EXIT_LIMIT) {
+        log::warn!(
+            "{container_id}/{id}: spawn helper {} not reaped within {HELPER_EXIT_LIMIT:?}",
+            pending.helper
+        );
+    }
     for warning in ready.warnings {
         log::warn!("{container_id}/{id}: {warning}");
     }

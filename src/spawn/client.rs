@@ -106,11 +106,12 @@ impl Spawner {
             let (message, mut fds) = protocol::receive::<SyncMessage>(sync.as_raw_fd())
                 .map_err(|source| SpawnError::Sync { step: STEP, source })?;
             match message {
-                SyncMessage::Spawned { pid } => {
+                SyncMessage::Spawned { pid, helper } => {
                     let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
                     let pid = Pid::from_raw(pid);
                     let pending = PendingProcess {
                         pid,
+                        helper: Pid::from_raw(helper),
                         sync,
                         early_ready,
                     };
@@ -138,6 +139,8 @@ pub struct Ready {
 /// A process that exists but has not yet exec'd its program: its sync socket.
 pub struct PendingProcess {
     pub pid: Pid,
+    /// The helper that cloned it; it exits right after sync 1.
+    pub helper: Pid,
     sync: OwnedFd,
     /// Sync 2, when it overtook sync 1.
     early_ready: Option<Ready>,

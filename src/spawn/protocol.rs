@@ -8,7 +8,8 @@
 //! - one sync socket per container process (daemon ↔ helper and init), carrying [`SyncMessage`]s.
 //!
 //! The sync sequence, numbered the same way where each side implements it:
-//! 1. helper → daemon: `Spawned { pid }` with the init's pidfd (or `Failed`).
+//! 1. helper → daemon: `Spawned { pid, helper }` with the init's pidfd (or `Failed`); the helper
+//!    exits right after, and the daemon waits for its reap so no helper outlives a Create.
 //! 2. init → daemon: `Ready` once every setup step is done (or `Failed`).
 //! 3. daemon → init: `Start`.
 //! 4. init: `execve`. The init's end is close-on-exec, so end-of-file on the daemon's end means
@@ -67,8 +68,9 @@ impl SpawnRequest {
 /// Messages on a process's sync socket (see the module docs for their order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncMessage {
-    /// 1. The init exists; its host pid (its pidfd travels with this record).
-    Spawned { pid: i32 },
+    /// Sync 1: the init exists; its host pid (its pidfd travels with this record) and the pid of
+    /// the helper that sent this and is exiting.
+    Spawned { pid: i32, helper: i32 },
     /// Sync 2: setup finished; the init waits for `Start`. The warnings name what the setup
     /// skipped, for the daemon's log (the init has no logger).
     Ready { warnings: Vec<String> },
@@ -227,12 +229,21 @@ mod tests {
         let (x, _y) = pair();
         send(
             a.as_raw_fd(),
-            &SyncMessage::Spawned { pid: 42 },
+            &SyncMessage::Spawned {
+                pid: 42,
+                helper: 41,
+            },
             &[x.as_raw_fd()],
         )
         .unwrap();
         let (msg, fds): (SyncMessage, _) = receive_with_fds(b.as_raw_fd(), 1).unwrap();
-        assert_eq!(msg, SyncMessage::Spawned { pid: 42 });
+        assert_eq!(
+            msg,
+            SyncMessage::Spawned {
+                pid: 42,
+                helper: 41
+            }
+        );
         assert_eq!(fds.len(), 1);
     }
 

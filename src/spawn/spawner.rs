@@ -116,7 +116,10 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
         Ok(Cloned::Parent { pid, pidfd }) => {
             // sync 1: the init's host pid and pidfd.
             let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
-            let spawned = SyncMessage::Spawned { pid: pid.as_raw() };
+            let spawned = SyncMessage::Spawned {
+                pid: pid.as_raw(),
+                helper: nix::unistd::getpid().as_raw(),
+            };
             let code = i32::from(protocol::send(sync.as_raw_fd(), &spawned, &fds).is_err());
             exit_now(code)
         }
