@@ -12,3 +12,9 @@ pub mod container;
 pub mod io;
 pub mod shim;
 pub mod spawn;
+
+/// The shim's own protobuf messages, compiled from `protos/` by build.rs.
+#[allow(clippy::all, clippy::pedantic, missing_docs, unused)]
+pub mod protos {
+    include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
+}

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod exit_order;
 pub mod logger;
 pub mod manager;
+pub mod options;
 pub mod process;
 pub mod reaper;
 pub mod rootfs;

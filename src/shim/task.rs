@@ -18,6 +18,7 @@ use oci_spec::runtime::{Process as ProcessSpec, Spec};
 use super::error::TaskError;
 use super::exec::ExecProcess;
 use super::exit_order::{ExitOrder, InitExitHook};
+use super::options::parse_options;
 use super::process::{Kind, Process};
 use super::rootfs::{MountedRootfs, mount_rootfs};
 use super::state_file::StateFile;
@@ -73,6 +74,10 @@ impl Task {
             return Err(TaskError::unimplemented(
                 "restore from checkpoint is not supported",
             ));
+        }
+        let options = parse_options(req.options.as_ref())?;
+        if let Some(level) = options.log_level {
+            log::set_max_level(level);
         }
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
