@@ -14,7 +14,7 @@ TEST_THREADS ?= 2
 # checks against the reference runc shim.
 TEST_ARGS ?=
 
-.PHONY: all build rootfs image bundles test demo lint sweep clean
+.PHONY: all build rootfs image bundles test demo bench lint sweep clean
 
 all: build
 
@@ -39,15 +39,24 @@ bundles: rootfs
 test: build rootfs image
 	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
 		$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS) $(TEST_ARGS)
+	$(CARGO) test --release --manifest-path bench/Cargo.toml
 
 # Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another
 # runtime (e.g. io.containerd.runc.v2) to compare.
 demo:
 	scripts/demo.sh
 
+# io.containerd.sibling.v2 side by side with io.containerd.runc.v2 through a private
+# containerd; writes docs/BENCHMARKS.md and docs/bench/ (see scripts/bench.sh for sizes).
+bench:
+	scripts/bench.sh
+
+# bench/ is its own workspace (its gRPC stack never enters the shim's build): lint it too.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --check --manifest-path bench/Cargo.toml
+	$(CARGO) clippy --manifest-path bench/Cargo.toml --all-targets -- -D warnings
 
 # Stops private containerds and removes directories left by test processes that died.
 sweep:

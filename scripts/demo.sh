@@ -14,20 +14,7 @@ NS=sibling-demo
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-install_missing() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "demo: installing ${missing[*]}"
-    [ "$(id -u)" -eq 0 ] || { echo "demo: run as root to install ${missing[*]}" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
-
-install_missing containerd busybox-static
+scripts/install-missing.sh containerd busybox-static
 [ "$(id -u)" -eq 0 ] || { echo "demo: containers need root" >&2; exit 1; }
 
 cargo build --release

@@ -1,0 +1,392 @@
+//! docs/BENCHMARKS.md and docs/bench/ratios.svg from one run's results.
+
+use std::fmt::Write as _;
+
+use crate::scenarios::{Exec, Lifecycle, Memory, PerRuntime, Throughput};
+use crate::stats::Summary;
+
+/// The machine and versions the numbers come from.
+pub struct Machine {
+    pub date: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub containerd: String,
+    pub runc: String,
+    pub shim: String,
+}
+
+pub struct Results {
+    pub machine: Machine,
+    pub runs: usize,
+    pub lifecycle: PerRuntime<Lifecycle>,
+    pub ctr_run: PerRuntime<Summary>,
+    pub throughput: Vec<PerRuntime<Throughput>>,
+    pub memory: PerRuntime<Memory>,
+    pub exec: PerRuntime<Exec>,
+    pub exec_counts: (usize, usize, usize),
+    pub floor: Summary,
+}
+
+/// A claim: how many times better sibling is, and the target the issue set.
+pub struct Headline {
+    pub what: &'static str,
+    pub ratio: f64,
+    pub target: Option<f64>,
+}
+
+impl Headline {
+    fn verdict(&self) -> &'static str {
+        match self.target {
+            Some(target) if self.ratio >= target => "met",
+            Some(_) => "missed",
+            None => "",
+        }
+    }
+}
+
+fn ratio(slower: f64, faster: f64) -> f64 {
+    if faster > 0.0 { slower / faster } else { 0.0 }
+}
+
+impl Results {
+    pub fn headlines(&self) -> Vec<Headline> {
+        let (l, t8) = (&self.lifecycle, self.throughput_at(8));
+        let mut headlines = vec![
+            Headline {
+                what: "ctr run --rm, end to end",
+                ratio: ratio(self.ctr_run.runc.median, self.ctr_run.sibling.median),
+                target: Some(2.5),
+            },
+            Headline {
+                what: "task create + start",
+                ratio: ratio(l.runc.create_start.median, l.sibling.create_start.median),
+                target: Some(10.0),
+            },
+            Headline {
+                what: "shim memory (PSS) per container",
+                ratio: ratio(
+                    self.memory.runc.pss_per_container_kib(),
+                    self.memory.sibling.pss_per_container_kib(),
+                ),
+                target: Some(4.0),
+            },
+        ];
+        if let Some(t8) = t8 {
+            headlines.push(Headline {
+                what: "throughput at concurrency 8",
+                ratio: ratio(t8.sibling.per_second, t8.runc.per_second),
+                target: Some(3.0),
+            });
+        }
+        headlines.extend([
+            Headline {
+                what: "task lifecycle total (create to delete)",
+                ratio: ratio(l.runc.total.median, l.sibling.total.median),
+                target: None,
+            },
+            Headline {
+                what: "exec of true, sequential",
+                ratio: ratio(
+                    self.exec.runc.sequential.median,
+                    self.exec.sibling.sequential.median,
+                ),
+                target: None,
+            },
+            Headline {
+                what: "32 concurrent execs, batch wall time",
+                ratio: ratio(
+                    self.exec.runc.concurrent_batch.median,
+                    self.exec.sibling.concurrent_batch.median,
+                ),
+                target: None,
+            },
+        ]);
+        headlines
+    }
+
+    fn throughput_at(&self, concurrency: usize) -> Option<&PerRuntime<Throughput>> {
+        self.throughput
+            .iter()
+            .find(|row| row.sibling.concurrency == concurrency)
+    }
+
+    pub fn markdown(&self, command: &str) -> String {
+        let m = &self.machine;
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(w, "# Benchmarks: sibling side by side with runc.v2\n");
+        let _ = writeln!(
+            w,
+            "Written by `{command}` on {}. Both runtimes ran in the same run, against the same \
+             private containerd, alternating run by run. **Ratios are the claim**: the machine is \
+             shared and noisy, absolute times move from run to run.\n",
+            m.date
+        );
+        let _ = writeln!(w, "| | |\n|---|---|");
+        let _ = writeln!(w, "| CPU | {} ({} cores) |", m.cpu, m.cores);
+        let _ = writeln!(w, "| Memory | {} |", m.memory);
+        let _ = writeln!(w, "| Kernel | {} |", m.kernel);
+        let _ = writeln!(w, "| containerd | {} |", m.containerd);
+        let _ = writeln!(
+            w,
+            "| runc.v2 | Debian's containerd-shim-runc-v2 with {} |",
+            m.runc
+        );
+        let _ = writeln!(w, "| sibling | {} |\n", m.shim);
+
+        let _ = writeln!(w, "## Headline ratios\n");
+        let _ = writeln!(w, "| | sibling is | target | |\n|---|---:|---:|---|");
+        for h in self.headlines() {
+            let target = h.target.map(|t| format!("{t}x")).unwrap_or_default();
+            let _ = writeln!(
+                w,
+                "| {} | {:.1}x better | {} | {} |",
+                h.what,
+                h.ratio,
+                target,
+                h.verdict()
+            );
+        }
+        let _ = writeln!(w, "\n![ratios](bench/ratios.svg)\n");
+
+        let (ls, lr) = (&self.lifecycle.sibling, &self.lifecycle.runc);
+        let _ = writeln!(
+            w,
+            "## 1. Lifecycle of one container running `true`\n\nThrough containerd's gRPC API \
+             (bench/, on the containerd-client crate), {} runs per runtime after 3 warm-ups. The \
+             snapshot and container record are made before the clock starts. Milliseconds.\n",
+            self.runs
+        );
+        let _ = writeln!(
+            w,
+            "| phase | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
+             |---|---:|---:|---:|---:|---:|"
+        );
+        let phases: [(&str, Summary, Summary); 6] = [
+            ("Create", ls.create, lr.create),
+            ("Start", ls.start, lr.start),
+            ("Create + Start", ls.create_start, lr.create_start),
+            ("Start → exit seen by Wait", ls.wait, lr.wait),
+            ("Delete", ls.delete, lr.delete),
+            ("total", ls.total, lr.total),
+        ];
+        for (name, s, r) in phases {
+            let _ = writeln!(w, "{}", summary_row(name, s, r));
+        }
+        let _ = writeln!(
+            w,
+            "\nWrong exit codes: sibling {}, runc.v2 {}.\n",
+            ls.wrong_exits, lr.wrong_exits
+        );
+        let _ = writeln!(
+            w,
+            "End to end, `ctr run --rm <image> <id> /bin/true` (ctr's own start-up included):\n"
+        );
+        let _ = writeln!(
+            w,
+            "| | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
+             |---|---:|---:|---:|---:|---:|"
+        );
+        let _ = writeln!(
+            w,
+            "{}\n",
+            summary_row("ctr run --rm", self.ctr_run.sibling, self.ctr_run.runc)
+        );
+
+        let _ = writeln!(
+            w,
+            "## 2. Throughput\n\nWhole containers (snapshot, record, task, removal) each running \
+             `sh -c 'exit N'` with its own N, so a misrouted exit code shows.\n"
+        );
+        let _ = writeln!(
+            w,
+            "| concurrency | containers | sibling /s | runc.v2 /s | ratio | wall s (sibling / runc.v2) | wrong exits | errors |\n\
+             |---:|---:|---:|---:|---:|---|---|---|"
+        );
+        for row in &self.throughput {
+            let (s, r) = (&row.sibling, &row.runc);
+            let _ = writeln!(
+                w,
+                "| {} | {} | {:.1} | {:.1} | {:.1}x | {:.1} / {:.1} | {} / {} | {} / {} |",
+                s.concurrency,
+                s.containers,
+                s.per_second,
+                r.per_second,
+                ratio(s.per_second, r.per_second),
+                s.seconds,
+                r.seconds,
+                s.wrong_exits,
+                r.wrong_exits,
+                s.errors,
+                r.errors
+            );
+        }
+
+        let (ms, mr) = (&self.memory.sibling, &self.memory.runc);
+        let _ = writeln!(
+            w,
+            "\n## 3. Memory\n\n{} long-running containers per runtime; the sum over every process \
+             the runtime keeps running for them (sibling: shim daemon and spawner; runc.v2: the Go \
+             shim), from `/proc/<pid>/smaps_rollup`, 2 s after the last start. KiB per container.\n",
+            ms.containers
+        );
+        let _ = writeln!(
+            w,
+            "| | processes | RSS per container | PSS per container |\n|---|---:|---:|---:|"
+        );
+        for (name, mem) in [("sibling", ms), ("runc.v2", mr)] {
+            let _ = writeln!(
+                w,
+                "| {name} | {} | {:.0} | {:.0} |",
+                mem.usage.processes,
+                mem.rss_per_container_kib(),
+                mem.pss_per_container_kib()
+            );
+        }
+
+        let (es, er) = (&self.exec.sibling, &self.exec.runc);
+        let (seq, conc, batches) = self.exec_counts;
+        let _ = writeln!(
+            w,
+            "\n## 4. Exec\n\n`true` exec'd into one running container (Exec, Start, Wait, \
+             DeleteProcess): {seq} one after another, then {batches} batches of {conc} at once. \
+             Milliseconds.\n"
+        );
+        let _ = writeln!(
+            w,
+            "| | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
+             |---|---:|---:|---:|---:|---:|"
+        );
+        let _ = writeln!(
+            w,
+            "{}",
+            summary_row("sequential, each", es.sequential, er.sequential)
+        );
+        let _ = writeln!(
+            w,
+            "{}",
+            summary_row(
+                &format!("{conc} concurrent, batch wall"),
+                es.concurrent_batch,
+                er.concurrent_batch
+            )
+        );
+        let _ = writeln!(
+            w,
+            "{}",
+            summary_row(
+                &format!("{conc} concurrent, each"),
+                es.concurrent_each,
+                er.concurrent_each
+            )
+        );
+        let _ = writeln!(
+            w,
+            "\nWrong exit codes: sibling {}, runc.v2 {}.\n",
+            es.wrong_exits, er.wrong_exits
+        );
+
+        let _ = writeln!(
+            w,
+            "## 5. Floor\n\n`unshare --fork --pid --mount --uts --ipc --net chroot <rootfs> /bin/true`, \
+             the kernel work of a container without any runtime: median {:.2} ms, p95 {:.2} ms \
+             ({} runs). sibling's task Create + Start is {:.1}x that floor; runc.v2's {:.1}x.",
+            self.floor.median,
+            self.floor.p95,
+            self.floor.samples,
+            ratio(ls.create_start.median, self.floor.median),
+            ratio(lr.create_start.median, self.floor.median),
+        );
+        out
+    }
+
+    /// A horizontal bar per headline: how many times better sibling is, with the target marked.
+    pub fn svg(&self) -> String {
+        let headlines = self.headlines();
+        let (label_w, bar_w, row_h, top) = (300.0, 420.0, 34.0, 40.0);
+        let max = headlines
+            .iter()
+            .map(|h| h.ratio.max(h.target.unwrap_or(0.0)))
+            .fold(1.0, f64::max)
+            * 1.1;
+        let scale = |x: f64| label_w + bar_w * x / max;
+        let height = top + row_h * headlines.len() as f64 + 30.0;
+        let width = label_w + bar_w + 80.0;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="13">"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="22" font-size="15" font-weight="bold">sibling vs runc.v2: times better (higher is better; | = target)</text>"#
+        );
+        for (i, h) in headlines.iter().enumerate() {
+            let y = top + row_h * i as f64;
+            let color = match h.verdict() {
+                "missed" => "#d9822b",
+                _ => "#2b7bd9",
+            };
+            let _ = writeln!(
+                s,
+                r#"<text x="10" y="{:.0}">{}</text>"#,
+                y + 19.0,
+                escape(h.what)
+            );
+            let _ = writeln!(
+                s,
+                r#"<rect x="{label_w}" y="{y:.0}" width="{:.1}" height="24" fill="{color}"/>"#,
+                scale(h.ratio) - label_w
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.0}">{:.1}x</text>"#,
+                scale(h.ratio) + 5.0,
+                y + 17.0,
+                h.ratio
+            );
+            if let Some(target) = h.target {
+                let x = scale(target);
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.0}" y2="{:.0}" stroke="black" stroke-width="2"/>"#,
+                    y - 3.0,
+                    y + 27.0
+                );
+            }
+        }
+        let one = scale(1.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{one:.1}" x2="{one:.1}" y1="{top}" y2="{:.0}" stroke="#888" stroke-dasharray="4"/>"##,
+            height - 25.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.0}" fill="#555">1x (equal)</text>"##,
+            one - 20.0,
+            height - 8.0
+        );
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn summary_row(name: &str, s: Summary, r: Summary) -> String {
+    format!(
+        "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}x |",
+        s.median,
+        s.p95,
+        r.median,
+        r.p95,
+        ratio(r.median, s.median)
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

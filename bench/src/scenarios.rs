@@ -1,0 +1,410 @@
+//! The benchmark scenarios. Every one runs both runtimes in the same run, alternating which goes
+//! first, so that the machine's noise (other tenants, page cache, CPU frequency) hits both alike.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{Containerd, Error, Phases, RUNC, SIBLING};
+use crate::memory::{self, Usage};
+use crate::stats::Summary;
+
+/// One value per runtime.
+#[derive(Debug, Clone, Default)]
+pub struct PerRuntime<T> {
+    pub sibling: T,
+    pub runc: T,
+}
+
+impl<T> PerRuntime<T> {
+    pub fn get_mut(&mut self, runtime: &str) -> &mut T {
+        if runtime == SIBLING {
+            &mut self.sibling
+        } else {
+            &mut self.runc
+        }
+    }
+}
+
+/// Run `i` goes sibling first when `i` is even, runc first when odd.
+fn order(i: usize) -> [&'static str; 2] {
+    if i.is_multiple_of(2) {
+        [SIBLING, RUNC]
+    } else {
+        [RUNC, SIBLING]
+    }
+}
+
+fn short(runtime: &str) -> &'static str {
+    if runtime == SIBLING { "sib" } else { "runc" }
+}
+
+/// Scenario 1: the task phases of a container running `true`, through gRPC.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub create: Summary,
+    pub start: Summary,
+    pub create_start: Summary,
+    pub wait: Summary,
+    pub delete: Summary,
+    pub total: Summary,
+    pub wrong_exits: usize,
+}
+
+pub async fn lifecycle(cd: &Containerd, runs: usize) -> Result<PerRuntime<Lifecycle>, Error> {
+    // Warm-up: the first shim start of each runtime pays for loading binaries into the page cache.
+    for i in 0..3 {
+        for runtime in order(i) {
+            cd.run_container(
+                &format!("warm-{}-{i}", short(runtime)),
+                runtime,
+                &["/bin/true"],
+            )
+            .await?;
+        }
+    }
+    let mut samples: PerRuntime<Vec<Phases>> = PerRuntime::default();
+    let mut wrong: PerRuntime<usize> = PerRuntime::default();
+    for i in 0..runs {
+        for runtime in order(i) {
+            let id = format!("lat-{}-{i}", short(runtime));
+            let (phases, exit) = cd.run_container(&id, runtime, &["/bin/true"]).await?;
+            samples.get_mut(runtime).push(phases);
+            if exit != 0 {
+                *wrong.get_mut(runtime) += 1;
+            }
+        }
+    }
+    let summarize = |phases: &[Phases], wrong_exits: usize| {
+        let of = |f: &dyn Fn(&Phases) -> Duration| {
+            Summary::of_durations(&phases.iter().map(f).collect::<Vec<_>>())
+        };
+        Lifecycle {
+            create: of(&|p| p.create),
+            start: of(&|p| p.start),
+            create_start: of(&|p| p.create + p.start),
+            wait: of(&|p| p.wait),
+            delete: of(&|p| p.delete),
+            total: of(&|p| p.total()),
+            wrong_exits,
+        }
+    };
+    Ok(PerRuntime {
+        sibling: summarize(&samples.sibling, wrong.sibling),
+        runc: summarize(&samples.runc, wrong.runc),
+    })
+}
+
+/// Where `ctr` finds containerd and keeps its files.
+pub struct CtrSetup<'a> {
+    pub socket: &'a str,
+    pub namespace: &'a str,
+    pub image: &'a str,
+    pub fifo_dir: &'a Path,
+    pub runc_root: &'a Path,
+}
+
+/// Scenario 1, end to end: wall time of `ctr run --rm IMAGE ID true`, ctr's own start-up included.
+pub fn ctr_run(setup: &CtrSetup, runs: usize) -> Result<PerRuntime<Summary>, Error> {
+    let mut samples: PerRuntime<Vec<Duration>> = PerRuntime::default();
+    let run = |runtime: &str, id: &str| -> Result<Duration, Error> {
+        let mut cmd = Command::new("ctr");
+        cmd.args(["-a", setup.socket, "-n", setup.namespace, "run", "--rm"])
+            .args(["--runtime", runtime, "--fifo-dir"])
+            .arg(setup.fifo_dir);
+        if runtime == RUNC {
+            cmd.arg("--runc-root").arg(setup.runc_root);
+        }
+        cmd.args([setup.image, id, "/bin/true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let t0 = Instant::now();
+        let status = cmd.status()?;
+        let took = t0.elapsed();
+        if !status.success() {
+            return Err(format!("ctr run --runtime {runtime} {id}: {status}").into());
+        }
+        Ok(took)
+    };
+    for i in 0..3 {
+        for runtime in order(i) {
+            run(runtime, &format!("ctr-warm-{}-{i}", short(runtime)))?;
+        }
+    }
+    for i in 0..runs {
+        for runtime in order(i) {
+            let took = run(runtime, &format!("ctr-{}-{i}", short(runtime)))?;
+            samples.get_mut(runtime).push(took);
+        }
+    }
+    Ok(PerRuntime {
+        sibling: Summary::of_durations(&samples.sibling),
+        runc: Summary::of_durations(&samples.runc),
+    })
+}
+
+/// Scenario 2: `containers` whole containers (snapshot, record, task, removal) at a concurrency.
+#[derive(Debug, Clone, Default)]
+pub struct Throughput {
+    pub concurrency: usize,
+    pub containers: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub wrong_exits: usize,
+    pub errors: usize,
+}
+
+pub async fn throughput(
+    cd: &Containerd,
+    containers: usize,
+    concurrencies: &[usize],
+) -> Vec<PerRuntime<Throughput>> {
+    let mut rows = Vec::new();
+    for (k, &concurrency) in concurrencies.iter().enumerate() {
+        let mut row: PerRuntime<Throughput> = PerRuntime::default();
+        for runtime in order(k) {
+            *row.get_mut(runtime) = batch(cd, runtime, containers, concurrency).await;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Each container exits with its own code (`i % 50`), so a misrouted exit shows.
+async fn batch(
+    cd: &Containerd,
+    runtime: &str,
+    containers: usize,
+    concurrency: usize,
+) -> Throughput {
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (cd, next, runtime) = (cd.clone(), Arc::clone(&next), runtime.to_string());
+        workers.push(tokio::spawn(async move {
+            let (mut wrong, mut errors) = (0, 0);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= containers {
+                    return (wrong, errors);
+                }
+                let id = format!("tp-{}-c{concurrency}-{i}", short(&runtime));
+                let code = (i % 50) as u32;
+                let script = format!("exit {code}");
+                match cd
+                    .run_container(&id, &runtime, &["/bin/sh", "-c", &script])
+                    .await
+                {
+                    Ok((_, exit)) if exit == code => {}
+                    Ok((_, exit)) => {
+                        eprintln!("bench: {id}: exit {exit}, expected {code}");
+                        wrong += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("bench: {id}: {e}");
+                        errors += 1;
+                    }
+                }
+            }
+        }));
+    }
+    let (mut wrong_exits, mut errors) = (0, 0);
+    for worker in workers {
+        let (wrong, failed) = worker.await.unwrap_or((0, 1));
+        wrong_exits += wrong;
+        errors += failed;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Throughput {
+        concurrency,
+        containers,
+        seconds,
+        per_second: containers as f64 / seconds,
+        wrong_exits,
+        errors,
+    }
+}
+
+/// Scenario 3: the shims' memory with `containers` long-running containers per runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub containers: usize,
+    pub usage: Usage,
+}
+
+impl Memory {
+    pub fn pss_per_container_kib(&self) -> f64 {
+        self.usage.pss_kib as f64 / self.containers.max(1) as f64
+    }
+    pub fn rss_per_container_kib(&self) -> f64 {
+        self.usage.rss_kib as f64 / self.containers.max(1) as f64
+    }
+}
+
+pub async fn memory(
+    cd: &Containerd,
+    socket: &str,
+    containers: usize,
+) -> Result<PerRuntime<Memory>, Error> {
+    let mut result: PerRuntime<Memory> = PerRuntime::default();
+    for runtime in order(0) {
+        let ids: Vec<String> = (0..containers)
+            .map(|i| format!("mem-{}-{i}", short(runtime)))
+            .collect();
+        let mut started = Vec::new();
+        let mut failure = None;
+        for id in &ids {
+            match cd.start_long_running(id, runtime).await {
+                Ok(()) => started.push(id.clone()),
+                Err(e) => {
+                    failure = Some(format!("{id}: {e}"));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            // Let the shims reach their steady state (the Go runtime grows its heap and
+            // threads after start-up): measuring at once would flatter runc.v2.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            *result.get_mut(runtime) = Memory {
+                containers,
+                usage: memory::shims_of(socket),
+            };
+        }
+        let stops: Vec<_> = started
+            .iter()
+            .map(|id| {
+                let (cd, id) = (cd.clone(), id.clone());
+                tokio::spawn(async move { cd.stop_long_running(&id).await })
+            })
+            .collect();
+        for stop in stops {
+            stop.await??;
+        }
+        if let Some(failure) = failure {
+            return Err(failure.into());
+        }
+    }
+    Ok(result)
+}
+
+/// Scenario 4: `true` exec'd into one running container, one after another and 32 at once.
+#[derive(Debug, Clone, Default)]
+pub struct Exec {
+    pub sequential: Summary,
+    /// Wall time of a batch of concurrent execs.
+    pub concurrent_batch: Summary,
+    /// Latency of each exec within the concurrent batches.
+    pub concurrent_each: Summary,
+    pub wrong_exits: usize,
+}
+
+pub async fn exec(
+    cd: &Containerd,
+    sequential: usize,
+    concurrent: usize,
+    batches: usize,
+) -> Result<PerRuntime<Exec>, Error> {
+    let container = |runtime: &str| format!("exec-{}", short(runtime));
+    for runtime in [SIBLING, RUNC] {
+        cd.start_long_running(&container(runtime), runtime).await?;
+    }
+    let result = exec_in(cd, &container, sequential, concurrent, batches).await;
+    for runtime in [SIBLING, RUNC] {
+        cd.stop_long_running(&container(runtime)).await?;
+    }
+    result
+}
+
+async fn exec_in(
+    cd: &Containerd,
+    container: &dyn Fn(&str) -> String,
+    sequential: usize,
+    concurrent: usize,
+    batches: usize,
+) -> Result<PerRuntime<Exec>, Error> {
+    let mut seq: PerRuntime<Vec<Duration>> = PerRuntime::default();
+    let mut batch_walls: PerRuntime<Vec<Duration>> = PerRuntime::default();
+    let mut each: PerRuntime<Vec<Duration>> = PerRuntime::default();
+    let mut wrong: PerRuntime<usize> = PerRuntime::default();
+    for i in 0..3 {
+        for runtime in order(i) {
+            cd.exec(&container(runtime), &format!("warm-{i}"), &["/bin/true"])
+                .await?;
+        }
+    }
+    for i in 0..sequential {
+        for runtime in order(i) {
+            let (took, exit) = cd
+                .exec(&container(runtime), &format!("seq-{i}"), &["/bin/true"])
+                .await?;
+            seq.get_mut(runtime).push(took);
+            *wrong.get_mut(runtime) += usize::from(exit != 0);
+        }
+    }
+    for b in 0..batches {
+        for runtime in order(b) {
+            let t0 = Instant::now();
+            let execs: Vec<_> = (0..concurrent)
+                .map(|j| {
+                    let (cd, id) = (cd.clone(), container(runtime));
+                    tokio::spawn(async move {
+                        cd.exec(&id, &format!("conc-{b}-{j}"), &["/bin/true"]).await
+                    })
+                })
+                .collect();
+            for exec in execs {
+                let (took, exit) = exec.await??;
+                each.get_mut(runtime).push(took);
+                *wrong.get_mut(runtime) += usize::from(exit != 0);
+            }
+            batch_walls.get_mut(runtime).push(t0.elapsed());
+        }
+    }
+    let summarize = |rt: &str| {
+        let pick = |p: &PerRuntime<Vec<Duration>>| {
+            Summary::of_durations(if rt == SIBLING { &p.sibling } else { &p.runc })
+        };
+        Exec {
+            sequential: pick(&seq),
+            concurrent_batch: pick(&batch_walls),
+            concurrent_each: pick(&each),
+            wrong_exits: if rt == SIBLING {
+                wrong.sibling
+            } else {
+                wrong.runc
+            },
+        }
+    };
+    Ok(PerRuntime {
+        sibling: summarize(SIBLING),
+        runc: summarize(RUNC),
+    })
+}
+
+/// Scenario 5: the floor, the same namespaces made by `unshare` and `chroot` running `true`.
+pub fn floor(rootfs: &Path, runs: usize) -> Result<Summary, Error> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs + 3 {
+        let t0 = Instant::now();
+        let status = Command::new("unshare")
+            .args([
+                "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "chroot",
+            ])
+            .arg(rootfs)
+            .arg("/bin/true")
+            .status()?;
+        samples.push(t0.elapsed());
+        if !status.success() {
+            return Err(format!(
+                "unshare ... chroot {} /bin/true: {status}",
+                rootfs.display()
+            )
+            .into());
+        }
+    }
+    Ok(Summary::of_durations(&samples[3..]))
+}
