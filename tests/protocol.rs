@@ -983,3 +983,48 @@ fn version_flag_prints_the_version_and_nothing_runs() {
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
     assert!(out.stderr.is_empty());
 }
+
+#[test]
+fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    if !require_root() {
+        return;
+    }
+    // The init is put into its v1 cgroups by its helper and, on cgroup2, cloned straight into
+    // its cgroup (CLONE_INTO_CGROUP): either way its new cgroup namespace must be rooted there,
+    // so every line of /proc/self/cgroup reads "/".
+    let fake = FakeContainerd::new("cgroupns");
+    let id = "cgroupns";
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/cat", "/proc/self/cgroup"]);
+    let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    if !namespaces.iter().any(|n| n["type"] == "cgroup") {
+        namespaces.push(serde_json::json!({"type": "cgroup"}));
+    }
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, reader) = fake.output_fifo("stdout");
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(wait(&shim, id).exit_status, 0);
+    let output = reader.join().unwrap();
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(!lines.is_empty(), "no output");
+    let has_cgroup2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup2 ");
+    if has_cgroup2 {
+        assert!(lines.contains(&"0::/"), "no cgroup2 line: {output}");
+    }
+    for line in &lines {
+        assert!(
+            line.ends_with(":/"),
+            "not rooted at the container: {output}"
+        );
+    }
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}

@@ -3,7 +3,7 @@
 //! Every process the spawner makes is cloned with `CLONE_PARENT`, so its parent is the shim daemon,
 //! not the spawner: the daemon reaps it and learns its exit status first-hand.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::libc;
 use nix::unistd::Pid;
@@ -16,7 +16,10 @@ pub enum Cloned {
     Parent { pid: Pid, pidfd: Option<OwnedFd> },
 }
 
-/// `struct clone_args` from `<linux/sched.h>` (the version-0 layout, 64 bytes, is enough).
+/// From `<linux/sched.h>`; libc's constant is an i32 that overflows into the sign bit.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` from `<linux/sched.h>` (version 2, 88 bytes: up to `cgroup`).
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -28,14 +31,24 @@ struct CloneArgs {
     stack: u64,
     stack_size: u64,
     tls: u64,
+    // Version 1 and 2 fields (88 bytes): set_tid, set_tid_size, cgroup.
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 }
 
 /// Clones the calling process, fork-style (no shared memory, no new stack), with `flags`
 /// (`CLONE_NEW*` bits allowed) plus `CLONE_PARENT`, and `CLONE_PIDFD` when `want_pidfd`.
 ///
+/// `into_cgroup`, a cgroup2 directory, puts the child there as it is born (`CLONE_INTO_CGROUP`).
+///
 /// The caller must be single-threaded: the child is a copy of this one thread, and any lock held
 /// by another thread would stay locked in it forever. The spawner, its helpers and the init are.
-pub fn clone_sibling(flags: u64, want_pidfd: bool) -> nix::Result<Cloned> {
+pub fn clone_sibling(
+    flags: u64,
+    want_pidfd: bool,
+    into_cgroup: Option<&OwnedFd>,
+) -> nix::Result<Cloned> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
         flags: flags | libc::CLONE_PARENT as u64,
@@ -44,6 +57,10 @@ pub fn clone_sibling(flags: u64, want_pidfd: bool) -> nix::Result<Cloned> {
         exit_signal: 0,
         ..CloneArgs::default()
     };
+    if let Some(cgroup) = into_cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cgroup.as_raw_fd() as u64;
+    }
     if want_pidfd {
         args.flags |= libc::CLONE_PIDFD as u64;
         args.pidfd = &mut pidfd as *mut libc::c_int as u64;

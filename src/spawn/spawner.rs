@@ -72,7 +72,7 @@ fn handle_request(channel: RawFd, request: SpawnRequest, fds: Vec<OwnedFd>) {
         }
         return;
     }
-    match clone_sibling(0, false) {
+    match clone_sibling(0, false, None) {
         Ok(Cloned::Child) => run_helper(channel, request, fds),
         Ok(Cloned::Parent { .. }) => {} // The request's fds close here: the helper has them.
         Err(e) => fail(&fds[0], format!("clone helper: {e}")),
@@ -103,12 +103,15 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             None => exit_now(1),
         },
     };
-    if let Err(error) = entered {
-        fail(&sync, error);
-        exit_now(1);
-    }
+    let into_cgroup = match entered {
+        Ok(into_cgroup) => into_cgroup,
+        Err(error) => {
+            fail(&sync, error);
+            exit_now(1);
+        }
+    };
     drop(init_pidfd);
-    match clone_sibling(new_flags, true) {
+    match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => match request {
             SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
             SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
@@ -133,22 +136,31 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
 /// Joins the cgroup first, so the init is born inside it (it never runs a single instruction
 /// outside its limits) and a new cgroup namespace created at clone is rooted there; then joins
 /// the namespaces given by path.
+///
+/// Returns the cgroup2 directory the init is to be cloned into, if any.
 fn enter_cgroup_and_namespaces(
     cgroup: Option<&Cgroup>,
     namespaces: &NamespacePlan,
-) -> Result<(), String> {
-    if let Some(cgroup) = cgroup {
-        cgroup.join(0).map_err(|e| e.to_string())?;
+) -> Result<Option<OwnedFd>, String> {
+    let into_cgroup = enter_cgroup(cgroup)?;
+    namespaces.join_all().map_err(|e| e.to_string())?;
+    Ok(into_cgroup)
+}
+
+fn enter_cgroup(cgroup: Option<&Cgroup>) -> Result<Option<OwnedFd>, String> {
+    match cgroup {
+        Some(cgroup) => cgroup.enter_for_clone().map_err(|e| e.to_string()),
+        None => Ok(None),
     }
-    namespaces.join_all().map_err(|e| e.to_string())
 }
 
 /// For an exec: the container's cgroup first (through host paths, which the container's mount
 /// namespace hides), then every namespace of the init at once through its pidfd.
-fn enter_container_of(cgroup: Option<&Cgroup>, init_pidfd: &OwnedFd) -> Result<(), String> {
-    if let Some(cgroup) = cgroup {
-        cgroup.join(0).map_err(|e| e.to_string())?;
-    }
+fn enter_container_of(
+    cgroup: Option<&Cgroup>,
+    init_pidfd: &OwnedFd,
+) -> Result<Option<OwnedFd>, String> {
+    let into_cgroup = enter_cgroup(cgroup)?;
     let flags = nix::libc::CLONE_NEWNS
         | nix::libc::CLONE_NEWPID
         | nix::libc::CLONE_NEWNET
@@ -162,7 +174,7 @@ fn enter_container_of(cgroup: Option<&Cgroup>, init_pidfd: &OwnedFd) -> Result<(
             "join the container's namespaces (setns on the init's pidfd): {errno}"
         ));
     }
-    Ok(())
+    Ok(into_cgroup)
 }
 
 /// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
