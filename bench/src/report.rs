@@ -94,14 +94,6 @@ impl Results {
                 ),
                 target: None,
             },
-            Headline {
-                what: "32 concurrent execs, batch wall time",
-                ratio: ratio(
-                    self.exec.runc.concurrent_batch.median,
-                    self.exec.sibling.concurrent_batch.median,
-                ),
-                target: None,
-            },
         ]);
         headlines
     }
@@ -150,6 +142,11 @@ impl Results {
             );
         }
         let _ = writeln!(w, "\n![ratios](bench/ratios.svg)\n");
+        let _ = writeln!(
+            w,
+            "Where the time and memory go, and why the missed targets are missed: \
+             [PERFORMANCE.md](PERFORMANCE.md).\n"
+        );
 
         let (ls, lr) = (&self.lifecycle.sibling, &self.lifecycle.runc);
         let _ = writeln!(
