@@ -646,8 +646,14 @@ impl PrivateContainerd {
 
     /// The `ctr run` arguments for this runtime, up to and including the image and id.
     fn run_prefix(&self, mode: &str, id: &str) -> Vec<String> {
+        self.run_prefix_with(mode, &[], id)
+    }
+
+    /// [`run_prefix`](Self::run_prefix) with more `ctr run` flags before the image.
+    fn run_prefix_with(&self, mode: &str, flags: &[&str], id: &str) -> Vec<String> {
         let fifo_dir = self.fifo_dir().display().to_string();
         let mut args = vec!["run".to_string(), mode.to_string()];
+        args.extend(flags.iter().map(|f| f.to_string()));
         args.extend([
             "--runtime".into(),
             self.runtime.clone(),
@@ -699,7 +705,12 @@ impl PrivateContainerd {
 
     /// `ctr run -d ...`: creates and starts the task, then returns.
     pub fn run_detached(&self, id: &str, args: &[&str]) {
-        let mut all = self.run_prefix("-d", id);
+        self.run_detached_with(&[], id, args);
+    }
+
+    /// [`run_detached`](Self::run_detached) with more `ctr run` flags (e.g. `--annotation`).
+    pub fn run_detached_with(&self, flags: &[&str], id: &str, args: &[&str]) {
+        let mut all = self.run_prefix_with("-d", flags, id);
         all.extend(args.iter().map(|a| a.to_string()));
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.ctr_ok(&all);
