@@ -31,6 +31,10 @@ fn main() {
     let code = match flags.action.as_str() {
         "start" => run_start(&flags),
         "delete" => run_delete(&flags),
+        // Not for containerd: how the daemon restarts a spawner that died (spawn::Spawner::exec).
+        containerd_shim_sibling_v2::spawn::spawner::SPAWNER_ACTION => {
+            containerd_shim_sibling_v2::spawn::spawner::run_exec_spawner()
+        }
         "" => shim::daemon::run(&flags),
         other => {
             eprintln!("{}: unknown action {other:?}", shim::RUNTIME_NAME);

@@ -1028,3 +1028,60 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+#[test]
+fn a_dead_spawner_is_replaced_and_running_containers_go_on() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("respawn");
+    let first = "respawn-a";
+    let bundle = fake.bundle(first, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(first, &bundle);
+    let shim_pid = shim.shim_pid();
+    shim.task
+        .create(ctx(), &fake.create_request(first, &bundle, ""))
+        .expect("create");
+    start(&shim, first).expect("start");
+    let spawners = |daemon: u32| -> Vec<u32> {
+        children_of(daemon)
+            .into_iter()
+            .filter(|&c| status_field(c, "Name").as_deref() == Some("sibling-spawner"))
+            .collect()
+    };
+    let old = spawners(shim_pid);
+    assert_eq!(old.len(), 1, "spawners: {old:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        eventually(|| !spawners(shim_pid).contains(&old[0])),
+        "the killed spawner was never reaped"
+    );
+
+    // The running container does not need the spawner.
+    assert_eq!(state(&shim, first).status.enum_value(), Ok(Status::RUNNING));
+    // An exec does: it gets a replacement.
+    let exec = fake.exec_request(first, "e1", &["/bin/sh", "-c", "exit 3"], "");
+    shim.task.exec(ctx(), &exec).expect("exec");
+    start_exec(&shim, first, "e1").expect("start exec after the spawner died");
+    assert_eq!(wait_exec(&shim, first, "e1").exit_status, 3);
+    // So does a new container in the same shim.
+    let second = "respawn-b";
+    let bundle_b = fake.bundle(second, "echo", &["/bin/sh", "-c", "exit 4"]);
+    shim.task
+        .create(ctx(), &fake.create_request(second, &bundle_b, ""))
+        .expect("create after the spawner died");
+    start(&shim, second).expect("start");
+    assert_eq!(wait(&shim, second).exit_status, 4);
+    delete(&shim, second).expect("delete");
+
+    // One spawner again: a new, single-threaded child of the daemon.
+    let new = spawners(shim_pid);
+    assert_eq!(new.len(), 1, "spawners after the restart: {new:?}");
+    assert_ne!(new[0], old[0]);
+    assert_eq!(status_field(new[0], "Threads").as_deref(), Some("1"));
+    kill_delete_and_shut_down(&fake, &shim, first);
+}

@@ -16,6 +16,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use super::events::EventQueue;
 use super::reaper::{Exits, reap_children};
 use super::service::TaskService;
+use super::spawner_slot::SpawnerSlot;
 use super::{Daemon, logger};
 use crate::container::cgroups::Hierarchies;
 use crate::spawn::Spawner;
@@ -82,9 +83,17 @@ fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String
     let (events, publisher) = EventQueue::start(ttrpc_address, flags.namespace.clone())
         .map_err(|e| format!("start event publisher: {e}"))?;
     let hierarchies = Hierarchies::detect().map_err(|e| format!("detect cgroups: {e}"))?;
+    let relaunch_flags = vec![
+        "-namespace".into(),
+        flags.namespace.clone(),
+        "-id".into(),
+        flags.id.clone(),
+        "-address".into(),
+        flags.address.clone(),
+    ];
     let daemon = Arc::new(Daemon::new(
         flags.namespace.clone(),
-        spawner,
+        SpawnerSlot::new(spawner, relaunch_flags),
         Arc::clone(&exits),
         events,
         hierarchies,

@@ -13,6 +13,7 @@ pub mod process;
 pub mod reaper;
 pub mod rootfs;
 pub mod service;
+pub mod spawner_slot;
 pub mod state_file;
 pub mod task;
 pub mod time;
@@ -22,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::container::cgroups::Hierarchies;
-use crate::spawn::Spawner;
 use error::TaskError;
 use events::EventQueue;
 use reaper::Exits;
+use spawner_slot::SpawnerSlot;
 use task::Task;
 
 /// The runtime name containerd knows this shim by.
@@ -45,7 +46,7 @@ struct Tasks {
 /// Everything the daemon's threads share.
 pub struct Daemon {
     pub namespace: String,
-    pub spawner: Spawner,
+    pub spawner: SpawnerSlot,
     pub exits: Arc<Exits>,
     pub events: EventQueue,
     pub hierarchies: Hierarchies,
@@ -68,7 +69,7 @@ impl Drop for Reservation<'_> {
 impl Daemon {
     pub fn new(
         namespace: String,
-        spawner: Spawner,
+        spawner: SpawnerSlot,
         exits: Arc<Exits>,
         events: EventQueue,
         hierarchies: Hierarchies,

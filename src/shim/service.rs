@@ -42,9 +42,6 @@ impl TaskService {
 
     fn do_create(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse, TaskError> {
         let _reservation = self.daemon.reserve(&req.id)?;
-        if !self.daemon.exits.spawner_alive() {
-            return Err(TaskError::internal("the spawner is gone; restart the shim"));
-        }
         // TaskCreate is enqueued by Task::create, before the init can exit.
         let task = Arc::new(Task::create(&self.daemon, req)?);
         let pid = task.init.pid;

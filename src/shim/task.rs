@@ -223,6 +223,7 @@ pub(super) fn spawn_process(
     let _parking = daemon.exits.begin_spawn();
     let (mut pending, pidfd) = daemon
         .spawner
+        .get(&daemon.exits)?
         .spawn(request, [&stdio[0], &stdio[1], &stdio[2]], init_pidfd)
         .map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.

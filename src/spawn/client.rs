@@ -1,6 +1,8 @@
 //! The daemon's side of the spawner: send a request, then follow the new process's sync socket.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use nix::unistd::Pid;
@@ -46,6 +48,9 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
+/// The running daemon's own executable (the same inode even if the file was replaced since).
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// The daemon's handle on its spawner.
 pub struct Spawner {
     channel: OwnedFd,
@@ -70,8 +75,59 @@ impl Spawner {
         })
     }
 
+    /// Starts a replacement spawner from the running (threaded) daemon: this binary again, with
+    /// the `spawner` action and its end of a new channel. A fork of a threaded process may only
+    /// exec, which is what `Command` does; the new spawner is single-threaded like the first.
+    ///
+    /// `args` are the flags that come before the action (`-namespace`, `-id`, `-address`).
+    pub fn exec(args: &[&str]) -> std::io::Result<Spawner> {
+        let (daemon_end, spawner_end) = seqpacket_pair()?;
+        let _ = setsockopt(&daemon_end, sockopt::SndBuf, &(MAX_RECORD * 2));
+        let inherited = spawner_end.as_raw_fd();
+        let mut command = Command::new(SELF_EXE);
+        command
+            .args(args)
+            .arg(spawner::SPAWNER_ACTION)
+            .env(spawner::CHANNEL_FD_ENV, inherited.to_string())
+            .env(spawner::DAEMON_PID_ENV, nix::unistd::getpid().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe and only
+        // clears close-on-exec on the one descriptor the new spawner must inherit.
+        unsafe {
+            command.pre_exec(move || {
+                if nix::libc::fcntl(inherited, nix::libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // The daemon's reaper collects it (waitpid(-1)); the Child handle is not needed.
+        let child = command.spawn()?;
+        drop(spawner_end);
+        Ok(Spawner {
+            channel: daemon_end,
+            pid: Pid::from_raw(child.id() as i32),
+        })
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Whether the spawner's end of the channel is closed: it died (or is dying).
+    pub fn is_gone(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(
+            self.channel.as_fd(),
+            nix::poll::PollFlags::empty(),
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(_) => fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP)),
+            Err(_) => false,
+        }
     }
 
     /// Asks for a new process and waits for sync 1; returns it with its pidfd.

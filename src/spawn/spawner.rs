@@ -42,15 +42,38 @@ pub unsafe fn fork_spawner(spawner_end: &OwnedFd, daemon_end: &OwnedFd) -> nix::
             // The daemon's end would keep the channel open after the daemon died.
             // SAFETY: closing a descriptor this process owns a copy of.
             unsafe { libc::close(daemon_end.as_raw_fd()) };
-            run_spawner(spawner_end.as_raw_fd(), daemon)
+            run_spawner(spawner_end.as_raw_fd(), daemon, true)
         }
     }
 }
 
-fn run_spawner(channel: RawFd, daemon: Pid) -> ! {
+/// The action a replacement spawner is started with (see `Spawner::exec`).
+pub const SPAWNER_ACTION: &str = "spawner";
+/// Where a replacement spawner finds its end of the channel.
+pub const CHANNEL_FD_ENV: &str = "SIBLING_SPAWNER_FD";
+/// The daemon a replacement spawner serves (to check it did not die before the spawner began).
+pub const DAEMON_PID_ENV: &str = "SIBLING_DAEMON_PID";
+
+/// Entry of a replacement spawner (the `spawner` action): the daemon exec'd this binary with
+/// the channel and its own pid in the environment. Never returns.
+pub fn run_exec_spawner() -> ! {
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i32>().ok());
+    match (number(CHANNEL_FD_ENV), number(DAEMON_PID_ENV)) {
+        // No parent-death signal here: it fires when the *thread* that started us exits, and
+        // the daemon thread that did is a ttrpc worker that may end at any time. End of file on
+        // the channel is what ends this spawner when the daemon dies.
+        (Some(channel), Some(daemon)) => run_spawner(channel, Pid::from_raw(daemon), false),
+        _ => exit_now(2),
+    }
+}
+
+fn run_spawner(channel: RawFd, daemon: Pid, death_signal: bool) -> ! {
     let _ = prctl::set_name(c"sibling-spawner");
     // The spawner must never outlive the daemon: nothing else would ever reap its children.
-    if prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != daemon {
+    if death_signal && prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        exit_now(1);
+    }
+    if getppid() != daemon {
         exit_now(1);
     }
     close_fds_except(channel);
