@@ -1,5 +1,5 @@
-//! End to end through a real containerd: pods (several containers in one shim) and a shim that
-//! dies under containerd. Every check runs for `io.containerd.runc.v2` (proving the expectation)
+//! End to end through a real containerd: pods (several containers in one shim), a shim that dies
+//! under containerd, and containerd that dies under its shims. Every check runs for `io.containerd.runc.v2` (proving the expectation)
 //! and for sibling, each with its own private containerd and a leak check at the end.
 //!
 //! Needs root, containerd and ctr: skipped with a message otherwise, failed in CI (`CI=true`).
@@ -18,6 +18,7 @@ use common::{
 for_each_runtime!(
     pod_of_three_containers_shares_one_shim,
     killed_shim_is_cleaned_up,
+    an_exit_while_containerd_is_down_is_reported_after,
 );
 
 fn containerd(runtime: &str) -> Option<PrivateContainerd> {
@@ -132,5 +133,48 @@ fn killed_shim_is_cleaned_up(runtime: &str) {
             let _ = std::fs::remove_file(socket);
         }
     }
+    c.assert_no_leaks(&[&id]);
+}
+
+/// containerd crashes; while it is down the container's init exits with 7; containerd comes
+/// back, reconnects to the shim, and the exit is there: the task is STOPPED and its delete
+/// reports code 7.
+fn an_exit_while_containerd_is_down_is_reported_after(runtime: &str) {
+    let Some(mut c) = containerd(runtime) else {
+        return;
+    };
+    let id = unique_id("downexit");
+    let script = "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 7";
+    c.run_detached(&id, &["sh", "-c", script]);
+    let init = c.wait_for_task(&id, "RUNNING", None);
+    c.crash();
+    // Tell the init to exit, through its root as the host sees it.
+    std::fs::write(format!("/proc/{init}/root/tmp/go"), "").expect("signal the init");
+    let deadline = Instant::now() + command_timeout();
+    while std::path::Path::new(&format!("/proc/{init}")).exists() {
+        assert!(Instant::now() < deadline, "init {init} never exited");
+        thread::sleep(Duration::from_millis(50));
+    }
+    c.start_again();
+    let deadline = Instant::now() + command_timeout();
+    loop {
+        let task = c.task(&id);
+        if task.as_ref().is_some_and(|(_, status)| status == "STOPPED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task after the restart: {task:?}\n{}",
+            c.log_tail()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let deleted = c.ctr(&["task", "rm", &id]);
+    let stderr = String::from_utf8_lossy(&deleted.stderr);
+    assert!(
+        stderr.contains("exit code 7"),
+        "ctr task rm did not report exit code 7: {stderr}"
+    );
+    c.remove_container(&id);
     c.assert_no_leaks(&[&id]);
 }

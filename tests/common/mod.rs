@@ -505,10 +505,20 @@ impl PrivateContainerd {
     /// Kills containerd (SIGKILL, by pid) and starts it again on the same root, state and
     /// sockets, as after a crash; running shims and their containers are left alone.
     pub fn restart(&mut self) {
+        self.crash();
+        self.start_again();
+    }
+
+    /// SIGKILLs containerd (its shims and containers go on without it).
+    pub fn crash(&mut self) {
         if let Some(mut child) = self.containerd.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts containerd again on the same directory after [`crash`](Self::crash).
+    pub fn start_again(&mut self) {
         self.spawn_containerd();
         self.wait_until_ready();
     }
