@@ -8,6 +8,12 @@ BUSYBOX ?= /bin/busybox
 BUILD_DIR := $(CURDIR)/build
 ROOTFS := $(BUILD_DIR)/rootfs
 IMAGE_TAR := $(BUILD_DIR)/busybox-image.tar
+# The pod sandbox image of the CRI test: the same busybox, sleeping.
+PAUSE_TAR := $(BUILD_DIR)/pause-image.tar
+# bench/ and tests/cri/ are cargo workspaces of their own (their gRPC stack never enters the
+# shim's build); they share one build directory so that stack is compiled once.
+AUX_TARGET := $(CURDIR)/target/aux
+
 # Tests run two at a time: each starts its own containerd, and these machines have 2 cores.
 TEST_THREADS ?= 2
 # Extra arguments for the test binaries, e.g. `make test TEST_ARGS=runc` to run only the
@@ -27,9 +33,12 @@ rootfs: $(ROOTFS)/bin/busybox
 $(ROOTFS)/bin/busybox: scripts/build-rootfs.sh $(wildcard $(BUSYBOX))
 	BUSYBOX=$(BUSYBOX) scripts/build-rootfs.sh $(ROOTFS)
 
-image: $(IMAGE_TAR)
+image: $(IMAGE_TAR) $(PAUSE_TAR)
 $(IMAGE_TAR): $(ROOTFS)/bin/busybox scripts/build-image.sh
 	scripts/build-image.sh $(IMAGE_TAR) $(ROOTFS)
+$(PAUSE_TAR): $(ROOTFS)/bin/busybox scripts/build-image.sh
+	IMAGE_NAME=docker.io/library/sibling-pause:latest IMAGE_CMD='["/bin/sleep","2147483647"]' \
+		scripts/build-image.sh $(PAUSE_TAR) $(ROOTFS)
 
 # Tests copy test-bundles/*/config.json into temporary directories themselves and put a copy
 # of the rootfs beside it: all they need from here is build/rootfs.
@@ -39,7 +48,8 @@ bundles: rootfs
 test: build rootfs image
 	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
 		$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS) $(TEST_ARGS)
-	$(CARGO) test --release --manifest-path bench/Cargo.toml
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml
 
 # Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another
 # runtime (e.g. io.containerd.runc.v2) to compare.
@@ -51,12 +61,14 @@ demo:
 bench:
 	scripts/bench.sh
 
-# bench/ is its own workspace (its gRPC stack never enters the shim's build): lint it too.
+# bench/ and tests/cri/ are linted too.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check --manifest-path bench/Cargo.toml
-	$(CARGO) clippy --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) fmt --check --manifest-path tests/cri/Cargo.toml
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) clippy --release --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) clippy --release --manifest-path tests/cri/Cargo.toml --all-targets -- -D warnings
 
 # Stops private containerds and removes directories left by test processes that died.
 sweep:

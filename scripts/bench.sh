@@ -23,7 +23,9 @@ scripts/install-missing.sh containerd runc busybox-static protobuf-compiler
 
 cargo build --release
 make --no-print-directory image
-(cd bench && cargo build --release)
+# bench/ is its own workspace; its build directory is the one make test and lint use too.
+aux_target=$repo/target/aux
+CARGO_TARGET_DIR=$aux_target cargo build --release --manifest-path bench/Cargo.toml
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench.XXXXXX")
 cleanup() {
@@ -49,7 +51,7 @@ ctr oci spec >"$dir/spec.json"
 mkdir -p "$dir/fifo"
 
 shim="$("$repo/target/release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " " | sed "s/ *$//"), $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-bench/target/release/sibling-bench \
+"$aux_target/release/sibling-bench" \
     --socket "$dir/c.sock" --namespace "$NS" --image "$IMAGE" --parent "$parent" \
     --spec "$dir/spec.json" --rootfs "$repo/build/rootfs" --work "$dir" \
     --out "${BENCH_OUT:-$repo/docs}" --shim "$shim" \

@@ -12,6 +12,8 @@ set -euo pipefail
 
 IMAGE_NAME=${IMAGE_NAME:-docker.io/library/sibling-busybox:latest}
 IMAGE_TAG=${IMAGE_NAME##*:}
+# The image's default command, as a JSON array (the CRI test's pod sandbox image sleeps).
+IMAGE_CMD=${IMAGE_CMD:-'["/bin/sh"]'}
 
 die() { echo "build-image: $*" >&2; exit 1; }
 
@@ -58,7 +60,7 @@ det_tar -C "$rootfs" -cf "$work/layer.tar" .
 read -r layer_digest layer_size < <(add_blob "$work/layer.tar")
 
 cat >"$work/config.json" <<JSON
-{"architecture":"$arch","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_digest"]},"history":[{"created_by":"scripts/build-image.sh (busybox-static)"}]}
+{"architecture":"$arch","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$IMAGE_CMD,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_digest"]},"history":[{"created_by":"scripts/build-image.sh (busybox-static)"}]}
 JSON
 read -r config_digest config_size < <(add_blob "$work/config.json")
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Clean up after test processes that died without running their own cleanup (killed by a
 # timeout, aborted, Ctrl-C): private containerd directories named <tmp>/sibling-e2e-<pid>-<n>
-# or <tmp>/sibling-bundle-<pid>-<n> whose test process <pid> is gone.
+# or <tmp>/sibling-bundle-<pid>-<n> (or the CRI test's <tmp>/sibling-cri-<pid>) whose test
+# process <pid> is gone.
 #
 # Each such directory is stopped with scripts/containerd-private.sh stop, which kills only the
 # containerd recorded for it and shims naming its socket, unmounts what is under it and removes it.
@@ -26,11 +27,12 @@ containerd_of() {
     done
 }
 
-for dir in "$tmp"/sibling-e2e-* "$tmp"/sibling-bundle-*; do
+for dir in "$tmp"/sibling-e2e-* "$tmp"/sibling-bundle-* "$tmp"/sibling-cri-*; do
     [ -d "$dir" ] || continue
     name=${dir##*/}
     owner=${name#sibling-e2e-}
     owner=${owner#sibling-bundle-}
+    owner=${owner#sibling-cri-}
     owner=${owner%%-*}
     case "$owner" in '' | *[!0-9]*) continue ;; esac
     if [ -d "/proc/$owner" ]; then

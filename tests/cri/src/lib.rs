@@ -1,0 +1,157 @@
+//! A private containerd with the CRI plugin and the `sibling` runtime class, for the CRI test.
+//!
+//! scripts/containerd-private.sh (with CRI=1) writes the configuration, starts containerd and,
+//! when the guard drops, stops it and removes everything under its directory, even after a
+//! failed test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (this crate lives in tests/cri).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether this machine can run the test: root, containerd and ctr. In CI it must.
+pub fn can_run() -> bool {
+    let root = nix_root();
+    let tools = ["containerd", "ctr"].iter().all(|tool| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if root && tools {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "the CRI test needs root, containerd and ctr, and CI must run it"
+    );
+    eprintln!("skipped: the CRI test needs root, containerd and ctr");
+    false
+}
+
+fn nix_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// A running private containerd with CRI; stopped and removed on drop.
+pub struct CriContainerd {
+    dir: PathBuf,
+}
+
+impl CriContainerd {
+    /// Starts it with the shim from target/release first in PATH, and imports the busybox and
+    /// pause images into CRI's namespace.
+    pub fn start() -> CriContainerd {
+        let dir = std::env::temp_dir().join(format!("sibling-cri-{}", std::process::id()));
+        let containerd = CriContainerd { dir };
+        let status = Command::new(repo().join("scripts/containerd-private.sh"))
+            .arg("start")
+            .arg(&containerd.dir)
+            .env("CRI", "1")
+            .env("SHIM_DIR", repo().join("target/release"))
+            .status()
+            .expect("run containerd-private.sh");
+        assert!(status.success(), "private containerd did not start");
+        for image in ["busybox-image.tar", "pause-image.tar"] {
+            containerd.ctr(&[
+                "image",
+                "import",
+                &repo().join("build").join(image).display().to_string(),
+            ]);
+        }
+        containerd
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("c.sock")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `ctr -n k8s.io ...`, which must succeed; returns stdout.
+    pub fn ctr(&self, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("run ctr");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Pids of the shim processes this containerd started (their argv names its socket).
+    pub fn shim_pids(&self) -> Vec<u32> {
+        let socket = self.socket().display().to_string();
+        let mut pids = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == socket.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Mounts left under this containerd's directory.
+    pub fn mounts(&self) -> Vec<String> {
+        let dir = self.dir.display().to_string();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(4).map(str::to_string))
+            .filter(|point| point.starts_with(&dir))
+            .collect()
+    }
+
+    /// The tail of containerd's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for CriContainerd {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/containerd-private.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// A field of /proc/<pid>/status.
+pub fn status_field(pid: u32, name: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_string())
+        })
+}
