@@ -80,7 +80,19 @@ fn file_destination(runtime: &str) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = CtrResult::from(c.ctr(&args));
     assert_eq!(result.code, 4, "{result}");
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut logged = read();
+    if runtime == RUNC {
+        // The reference shim copies into the file asynchronously and may finish after `ctr run`
+        // returned (seen once: stderr missing). sibling must have written both by then.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !(logged.contains("to-out\n") && logged.contains("to-err\n"))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            logged = read();
+        }
+    }
     assert!(logged.contains("to-out\n"), "log: {logged:?}");
     assert!(logged.contains("to-err\n"), "log: {logged:?}");
     c.assert_no_leaks(&[&id]);

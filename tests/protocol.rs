@@ -1085,3 +1085,39 @@ fn a_dead_spawner_is_replaced_and_running_containers_go_on() {
     assert_eq!(status_field(new[0], "Threads").as_deref(), Some("1"));
     kill_delete_and_shut_down(&fake, &shim, first);
 }
+
+#[test]
+fn device_rules_of_the_spec_are_enforced_by_the_devices_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("devices");
+    let id = "devices";
+    // The template's rules are containerd's: deny everything, then the default devices.
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    let list = cgroup_dirs(&fake.cgroup_path(id))
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("devices.list")).ok());
+    let Some(list) = list else {
+        eprintln!("skipped: no v1 devices hierarchy on this host");
+        kill_delete_and_shut_down(&fake, &shim, id);
+        return;
+    };
+    let rules: Vec<&str> = list.lines().collect();
+    assert!(
+        !rules.contains(&"a *:* rwm"),
+        "everything allowed: {rules:?}"
+    );
+    for expected in ["c 1:3 rwm", "c 1:9 rwm", "c 136:* rwm", "b *:* m"] {
+        assert!(rules.contains(&expected), "{expected} missing: {rules:?}");
+    }
+    // Nothing the spec did not grant: block devices may be made, never read or written.
+    let block: Vec<&&str> = rules.iter().filter(|r| r.starts_with("b ")).collect();
+    assert_eq!(block, [&"b *:* m"], "block device rules: {rules:?}");
+    start(&shim, id).expect("start");
+    kill_delete_and_shut_down(&fake, &shim, id);
+}

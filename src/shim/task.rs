@@ -24,7 +24,7 @@ use super::rootfs::{MountedRootfs, mount_rootfs};
 use super::state_file::StateFile;
 use super::{DEFAULT_CGROUP_PARENT, Daemon};
 use crate::container::InitConfig;
-use crate::container::cgroups::{Cgroup, CgroupPath};
+use crate::container::cgroups::{Cgroup, CgroupPath, DeviceRules};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
@@ -395,11 +395,23 @@ fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskE
         CgroupPath::parse(Some(path), id, false).map_err(|e| TaskError::invalid(e.to_string()))?;
     let cgroup = Cgroup::create(&daemon.hierarchies, &path)
         .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
-    if let Some(resources) = linux.and_then(|l| l.resources().as_ref())
-        && let Err(e) = cgroup.apply_resources(resources)
-    {
-        let _ = cgroup.remove();
-        return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
+        if let Err(e) = cgroup.apply_resources(resources) {
+            let _ = cgroup.remove();
+            return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
+        }
+        let rules = resources.devices().as_deref().unwrap_or_default();
+        match cgroup.apply_device_rules(rules) {
+            Ok(DeviceRules::NotEnforced) => log::warn!(
+                "{id}: device rules are not enforced: no v1 devices hierarchy, and the cgroup2 \
+                 device program is not implemented yet"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(TaskError::invalid(format!("apply device rules: {e}")));
+            }
+        }
     }
     Ok(cgroup)
 }

@@ -11,6 +11,7 @@
 //! Every root comes from the mount table text, so tests run on a temporary directory.
 
 mod cgroup;
+mod devices;
 mod error;
 mod files;
 mod freezer;
@@ -22,6 +23,7 @@ mod resources;
 pub mod stats;
 
 pub use cgroup::{Cgroup, CgroupDir};
+pub use devices::DeviceRules;
 pub use error::CgroupError;
 pub use hierarchy::{CgroupMode, Hierarchies, Hierarchy, MOUNTINFO_PATH, PROC_CGROUP_PATH};
 pub use path::CgroupPath;

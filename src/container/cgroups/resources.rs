@@ -1,6 +1,7 @@
 //! The common resource limits of `linux.resources`: memory limit, pids limit, cpu shares,
 //! cpu quota and period. Values follow runc's conventions (0 means "not set", -1 "no limit").
-//! Other limits (blkio/io, hugetlb, devices, cpuset, rdma, unified) are not applied here.
+//! Device rules are in `devices`; other limits (blkio/io, hugetlb, cpuset, rdma, unified) are not
+//! applied yet.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -155,7 +156,7 @@ fn v2_limit(limit: i64) -> String {
     }
 }
 
-fn write_resource(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+pub(super) fn write_resource(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path: PathBuf = dir.join(file);
     write_file(&path, value).map_err(|source: io::Error| CgroupError::WriteResource {
         path,
