@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,10 @@ pub enum OutputMode {
 struct StdinPipe {
     fifo: PathBuf,
     writer: Mutex<Option<File>>,
+    /// CloseIO came: copy what the FIFO holds now, then close the process's stdin.
+    closing: AtomicBool,
+    /// Wakes the copier out of its poll for CloseIO (read end, write end).
+    wake: (OwnedFd, OwnedFd),
 }
 
 impl ProcessIo {
@@ -192,53 +197,116 @@ impl ProcessIo {
         }
     }
 
-    /// CloseIO: the process reads end-of-file on stdin.
+    /// CloseIO: the process reads end-of-file on stdin after what containerd already wrote.
     pub fn close_stdin(&self) {
         if let Some(stdin) = &self.stdin {
-            stdin.close();
+            stdin.close_after_drain();
         }
     }
 }
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
-        self.close_stdin();
+        if let Some(stdin) = &self.stdin {
+            stdin.close();
+        }
     }
 }
 
 impl StdinPipe {
+    fn new(fifo: PathBuf, writer: File) -> std::io::Result<StdinPipe> {
+        let wake = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        Ok(StdinPipe {
+            fifo,
+            writer: Mutex::new(Some(writer)),
+            closing: AtomicBool::new(false),
+            wake,
+        })
+    }
+
+    /// CloseIO: the process reads end-of-file once what containerd already wrote is copied.
+    /// Closing the pipe at once would lose input still in the FIFO (seen: 56 KiB of 1 MiB, when
+    /// ctr wrote its stdin and sent CloseIO right after).
+    fn close_after_drain(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(&self.wake.1, &[1]);
+        self.release_open();
+    }
+
+    /// The process is gone: close its stdin now.
     fn close(&self) {
         let writer = self.writer.lock().map(|mut w| w.take());
         if let Ok(Some(_)) = writer {
-            // The copier may still sit in its blocking open() of the FIFO, waiting for a writer
-            // that will never come (containerd gone): a writer of our own releases it. ENXIO just
-            // means the copier is not waiting there.
-            let _ = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&self.fifo);
+            self.closing.store(true, Ordering::SeqCst);
+            let _ = nix::unistd::write(&self.wake.1, &[1]);
+            self.release_open();
         }
     }
 
+    /// The copier may still sit in its blocking open() of the FIFO, waiting for a writer that
+    /// will never come (containerd gone): a writer of our own releases it. ENXIO just means the
+    /// copier is not waiting there.
+    fn release_open(&self) {
+        let _ = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo);
+    }
+
     fn copy_from_fifo(&self) {
-        let Ok(mut fifo) = File::open(&self.fifo) else {
-            return;
-        };
+        if let Ok(fifo) = File::open(&self.fifo) {
+            self.copy(fifo);
+        }
+        let _ = self.writer.lock().map(|mut w| w.take());
+    }
+
+    /// Copies until end of file; after CloseIO, only what the FIFO holds at that moment.
+    fn copy(&self, mut fifo: File) {
+        use std::os::fd::AsFd;
         let mut buffer = [0u8; 8192];
         loop {
-            let n = match fifo.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let Ok(mut writer) = self.writer.lock() else {
-                return;
-            };
-            let written = writer.as_mut().map(|pipe| pipe.write_all(&buffer[..n]));
-            if !matches!(written, Some(Ok(()))) {
-                return;
+            if self.closing.load(Ordering::SeqCst) {
+                // Drain without blocking: containerd may keep its writer open.
+                if fcntl(&fifo, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
+                    return;
+                }
+                while let Ok(n) = fifo.read(&mut buffer) {
+                    if n == 0 || !self.forward(&buffer[..n]) {
+                        return;
+                    }
+                }
+                return; // EAGAIN: drained
+            }
+            let mut fds = [
+                nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+                nix::poll::PollFd::new(self.wake.0.as_fd(), nix::poll::PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            let fifo_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+            if !fifo_ready {
+                continue; // woken for CloseIO: the loop drains
+            }
+            match fifo.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) if self.forward(&buffer[..n]) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return,
             }
         }
-        self.close();
+    }
+
+    /// Writes to the process's stdin; false once it is closed or broken.
+    fn forward(&self, data: &[u8]) -> bool {
+        let Ok(mut writer) = self.writer.lock() else {
+            return false;
+        };
+        matches!(
+            writer.as_mut().map(|pipe| pipe.write_all(data)),
+            Some(Ok(()))
+        )
     }
 }
 
@@ -375,10 +443,10 @@ fn open_input(path: &str) -> Result<(Option<Arc<StdinPipe>>, OwnedFd), IoError> 
         path: path.to_owned(),
         source: e.into(),
     })?;
-    let stdin = Arc::new(StdinPipe {
-        fifo: PathBuf::from(path),
-        writer: Mutex::new(Some(File::from(writer))),
-    });
+    let stdin = Arc::new(
+        StdinPipe::new(PathBuf::from(path), File::from(writer))
+            .map_err(io_error("start stdin copier for", path))?,
+    );
     let copier = Arc::clone(&stdin);
     std::thread::Builder::new()
         .name("stdin".into())
