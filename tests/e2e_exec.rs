@@ -18,15 +18,14 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    BackgroundRun, CtrResult, PrivateContainerd, RUNC, SIBLING, cmdline, command_timeout,
-    proc_status_field, require_root_and_tools, shim_binary_name, unique_id, zombie_children_of,
+    BackgroundRun, CtrResult, PrivateContainerd, RUNC, SIBLING, assert_reaped, cmdline,
+    command_timeout, ppid, require_root_and_tools, shim_binary_name, unique_id, zombie_children_of,
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -221,25 +220,6 @@ fn parse_ps(out: &str) -> Vec<PsLine> {
 
 fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-fn ppid(pid: u32) -> Option<u32> {
-    proc_status_field(pid, "PPid")?.parse().ok()
-}
-
-/// Waits until `pid` is reaped (no /proc entry, not even a zombie): its parent, the shim,
-/// collected the exit.
-fn assert_reaped(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} not reaped after 10s: state {:?}, parent {:?}",
-            proc_status_field(pid, "State"),
-            ppid(pid)
-        );
-        thread::sleep(POLL);
-    }
 }
 
 /// A zombie child of the shim that lasts is an exit the shim never collected. A short-lived one

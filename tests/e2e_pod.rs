@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    NAMESPACE, PrivateContainerd, RUNC, SIBLING, command_timeout, proc_status_field,
-    require_root_and_tools, shim_socket_path, unique_id,
+    NAMESPACE, PrivateContainerd, RUNC, SIBLING, assert_reaped, command_timeout, ppid,
+    proc_status_field, require_root_and_tools, shim_socket_path, unique_id,
 };
 
 for_each_runtime!(
@@ -26,9 +26,7 @@ fn containerd(runtime: &str) -> Option<PrivateContainerd> {
 }
 
 fn ppid_of(pid: u32) -> u32 {
-    proc_status_field(pid, "PPid")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no PPid for {pid}"))
+    ppid(pid).unwrap_or_else(|| panic!("no PPid for {pid}"))
 }
 
 /// Shim daemons of this containerd: its shim processes but sibling's spawners (a spawner is a
@@ -150,25 +148,9 @@ fn an_exit_while_containerd_is_down_is_reported_after(runtime: &str) {
     c.crash();
     // Tell the init to exit, through its root as the host sees it.
     std::fs::write(format!("/proc/{init}/root/tmp/go"), "").expect("signal the init");
-    let deadline = Instant::now() + command_timeout();
-    while std::path::Path::new(&format!("/proc/{init}")).exists() {
-        assert!(Instant::now() < deadline, "init {init} never exited");
-        thread::sleep(Duration::from_millis(50));
-    }
+    assert_reaped(init);
     c.start_again();
-    let deadline = Instant::now() + command_timeout();
-    loop {
-        let task = c.task(&id);
-        if task.as_ref().is_some_and(|(_, status)| status == "STOPPED") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task after the restart: {task:?}\n{}",
-            c.log_tail()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_for_task(&id, "STOPPED", None);
     let deleted = c.ctr(&["task", "rm", &id]);
     let stderr = String::from_utf8_lossy(&deleted.stderr);
     assert!(

@@ -4,7 +4,7 @@
 
 mod shim_harness;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::*;
@@ -15,6 +15,17 @@ use shim_harness::*;
 fn template_spec() -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A shim serving one started container, from the echo template, running `sleep 100`.
+fn start_sleeping_container(fake: &FakeContainerd, id: &str) -> (Shim, PathBuf) {
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    (shim, bundle)
 }
 
 /// The end of most tests: SIGKILL the init (137), Delete, check nothing of the container is
@@ -543,13 +554,8 @@ fn exec_lifecycle_output_events_and_parentage() {
     }
     let fake = FakeContainerd::new("exec");
     let id = "exec";
-    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(id, &bundle);
+    let (shim, _) = start_sleeping_container(&fake, id);
     let shim_pid = shim.shim_pid();
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
 
     let (stdout, reader) = fake.output_fifo("exec-stdout");
     let exec = fake.exec_request(
@@ -638,12 +644,7 @@ fn every_exec_exit_is_published_before_the_init_exit() {
     }
     let fake = FakeContainerd::new("execorder");
     let id = "execorder";
-    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let (shim, _) = start_sleeping_container(&fake, id);
     let execs = ["a", "b", "c", "d"];
     for exec_id in execs {
         let req = fake.exec_request(id, exec_id, &["/bin/sleep", "100"], "");
@@ -693,12 +694,7 @@ fn exec_of_a_missing_binary_fails_at_start_and_the_container_runs_on() {
     }
     let fake = FakeContainerd::new("execmissing");
     let id = "execmissing";
-    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let (shim, _) = start_sleeping_container(&fake, id);
     let req = fake.exec_request(id, "nope", &["/bin/nope"], "");
     shim.task.exec(ctx(), &req).expect("exec is only recorded");
     let err = start_exec(&shim, id, "nope").expect_err("start of a missing binary");
@@ -931,12 +927,7 @@ fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
     }
     let fake = FakeContainerd::new("closeio");
     let id = "closeio";
-    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let (shim, _) = start_sleeping_container(&fake, id);
     let stdin = fake.dir.join("exec-stdin");
     nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let (stdout, lines) = fake.output_lines("exec-stdout");
@@ -1036,13 +1027,8 @@ fn a_dead_spawner_is_replaced_and_running_containers_go_on() {
     }
     let fake = FakeContainerd::new("respawn");
     let first = "respawn-a";
-    let bundle = fake.bundle(first, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(first, &bundle);
+    let (shim, _) = start_sleeping_container(&fake, first);
     let shim_pid = shim.shim_pid();
-    shim.task
-        .create(ctx(), &fake.create_request(first, &bundle, ""))
-        .expect("create");
-    start(&shim, first).expect("start");
     let spawners = |daemon: u32| -> Vec<u32> {
         children_of(daemon)
             .into_iter()

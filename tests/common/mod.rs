@@ -701,16 +701,10 @@ impl PrivateContainerd {
 
     /// `ctr run --rm ...` in the background, for tests that act on the task while it runs.
     pub fn spawn_run(&self, id: &str, args: &[&str]) -> BackgroundRun {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("-a").arg(self.address()).arg("-n").arg(NAMESPACE);
-        cmd.args(self.run_prefix("--rm", id)).args(args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        BackgroundRun::new(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
-        )
+        let mut all = self.run_prefix("--rm", id);
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.spawn_ctr(&all)
     }
 
     /// `ctr run -d ...`: creates and starts the task, then returns.
@@ -1300,6 +1294,25 @@ pub fn assert_no_leaks<S: AsRef<str>>(dir: &Path, ids: &[S]) {
         "leaked after {LEAK_GRACE:?}:\n  {}",
         leaks.join("\n  ")
     );
+}
+
+pub fn ppid(pid: u32) -> Option<u32> {
+    proc_status_field(pid, "PPid")?.parse().ok()
+}
+
+/// Waits until `pid` is reaped (no /proc entry, not even a zombie): its parent, the shim,
+/// collected the exit.
+pub fn assert_reaped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} not reaped after 10s: state {:?}, parent {:?}",
+            proc_status_field(pid, "State"),
+            ppid(pid)
+        );
+        thread::sleep(POLL);
+    }
 }
 
 #[cfg(test)]
