@@ -192,40 +192,61 @@ impl Containerd {
         Ok(())
     }
 
-    /// Create, Start, Wait, Delete of the task, each timed; returns the phases and exit status.
-    pub async fn run_task(&self, prepared: &Prepared) -> Result<(Phases, u32), Error> {
-        let id = &prepared.id;
-        let mut tasks = self.tasks();
-        let t0 = Instant::now();
-        tasks
+    async fn create_task(&self, prepared: &Prepared) -> Result<(), Error> {
+        self.tasks()
             .create(self.request(CreateTaskRequest {
-                container_id: id.clone(),
+                container_id: prepared.id.clone(),
                 rootfs: prepared.mounts.clone(),
                 ..Default::default()
             }))
             .await?;
-        let t1 = Instant::now();
-        tasks
+        Ok(())
+    }
+
+    /// Start of the task (`exec_id` empty) or of one of its execs.
+    async fn start_task(&self, id: &str, exec_id: &str) -> Result<(), Error> {
+        self.tasks()
             .start(self.request(StartRequest {
-                container_id: id.clone(),
-                ..Default::default()
+                container_id: id.into(),
+                exec_id: exec_id.into(),
             }))
             .await?;
-        let t2 = Instant::now();
-        let exit = tasks
+        Ok(())
+    }
+
+    /// Waits for the task (`exec_id` empty) or an exec; returns its exit status.
+    async fn wait_task(&self, id: &str, exec_id: &str) -> Result<u32, Error> {
+        Ok(self
+            .tasks()
             .wait(self.request(WaitRequest {
-                container_id: id.clone(),
-                ..Default::default()
+                container_id: id.into(),
+                exec_id: exec_id.into(),
             }))
             .await?
             .into_inner()
-            .exit_status;
-        let t3 = Instant::now();
-        tasks
+            .exit_status)
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), Error> {
+        self.tasks()
             .delete(self.request(DeleteTaskRequest {
-                container_id: id.clone(),
+                container_id: id.into(),
             }))
             .await?;
+        Ok(())
+    }
+
+    /// Create, Start, Wait, Delete of the task, each timed; returns the phases and exit status.
+    pub async fn run_task(&self, prepared: &Prepared) -> Result<(Phases, u32), Error> {
+        let id = &prepared.id;
+        let t0 = Instant::now();
+        self.create_task(prepared).await?;
+        let t1 = Instant::now();
+        self.start_task(id, "").await?;
+        let t2 = Instant::now();
+        let exit = self.wait_task(id, "").await?;
+        let t3 = Instant::now();
+        self.delete_task(id).await?;
         let t4 = Instant::now();
         let phases = Phases {
             create: t1 - t0,
@@ -254,27 +275,13 @@ impl Containerd {
     /// Creates and starts a long-running task (for memory and exec scenarios).
     pub async fn start_long_running(&self, id: &str, runtime: &str) -> Result<(), Error> {
         let prepared = self.prepare(id, runtime, &["/bin/sleep", "100000"]).await?;
-        let mut tasks = self.tasks();
-        tasks
-            .create(self.request(CreateTaskRequest {
-                container_id: id.into(),
-                rootfs: prepared.mounts,
-                ..Default::default()
-            }))
-            .await?;
-        tasks
-            .start(self.request(StartRequest {
-                container_id: id.into(),
-                ..Default::default()
-            }))
-            .await?;
-        Ok(())
+        self.create_task(&prepared).await?;
+        self.start_task(id, "").await
     }
 
     /// Kills a long-running task, waits for it, deletes it and removes the container.
     pub async fn stop_long_running(&self, id: &str) -> Result<(), Error> {
-        let mut tasks = self.tasks();
-        tasks
+        self.tasks()
             .kill(self.request(KillRequest {
                 container_id: id.into(),
                 signal: 9,
@@ -282,17 +289,8 @@ impl Containerd {
                 ..Default::default()
             }))
             .await?;
-        tasks
-            .wait(self.request(WaitRequest {
-                container_id: id.into(),
-                ..Default::default()
-            }))
-            .await?;
-        tasks
-            .delete(self.request(DeleteTaskRequest {
-                container_id: id.into(),
-            }))
-            .await?;
+        self.wait_task(id, "").await?;
+        self.delete_task(id).await?;
         self.remove(id).await
     }
 
@@ -320,20 +318,8 @@ impl Containerd {
                 ..Default::default()
             }))
             .await?;
-        tasks
-            .start(self.request(StartRequest {
-                container_id: container.into(),
-                exec_id: exec_id.into(),
-            }))
-            .await?;
-        let exit = tasks
-            .wait(self.request(WaitRequest {
-                container_id: container.into(),
-                exec_id: exec_id.into(),
-            }))
-            .await?
-            .into_inner()
-            .exit_status;
+        self.start_task(container, exec_id).await?;
+        let exit = self.wait_task(container, exec_id).await?;
         tasks
             .delete_process(self.request(DeleteProcessRequest {
                 container_id: container.into(),
