@@ -313,20 +313,23 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
         assert_released(&fake, id);
     }
 
-    // Confinement the runtime cannot apply yet is refused, never silently dropped.
+    // A seccomp profile the runtime cannot honour, and confinement this host cannot apply, are
+    // refused with the reason, never silently dropped.
     let mut spec = template_spec();
-    spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
+    spec["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+    });
     spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path("seccomp"));
     let bundle = fake.bundle_with_spec("seccomp", &spec);
     let err = shim
         .task
         .create(ctx(), &fake.create_request("seccomp", &bundle, ""))
-        .expect_err("seccomp spec");
-    assert_eq!(rpc_code(&err), Code::UNIMPLEMENTED);
+        .expect_err("seccomp notify");
+    let message = rpc_message(&err);
     assert!(
-        rpc_message(&err).contains("linux.seccomp"),
-        "{}",
-        rpc_message(&err)
+        message.contains("linux.seccomp: SCMP_ACT_NOTIFY"),
+        "{message}"
     );
     assert_released(&fake, "seccomp");
 

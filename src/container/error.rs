@@ -94,6 +94,8 @@ pub enum InitError {
     },
     /// prctl(PR_SET_NO_NEW_PRIVS).
     NoNewPrivileges(Errno),
+    /// Compiling or loading `linux.seccomp` (libseccomp's text says why).
+    Seccomp(String),
     /// A capability call (bounding drop, capset, ambient raise, keepcaps).
     Capability { step: String, errno: Errno },
     /// The spec asks for a capability this process cannot give.
@@ -244,6 +246,7 @@ impl fmt::Display for InitError {
             Self::NoNewPrivileges(errno) => {
                 write!(f, "prctl(PR_SET_NO_NEW_PRIVS): {}", errno.desc())
             }
+            Self::Seccomp(reason) => write!(f, "linux.seccomp: {reason}"),
             Self::Capability { step, errno } => write!(f, "{step}: {}", errno.desc()),
             Self::CapabilityUnavailable { cap, set, reason } => {
                 write!(f, "capability {cap} requested in the {set} set: {reason}")

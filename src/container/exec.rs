@@ -12,6 +12,7 @@ use nix::unistd::{AccessFlags, access, execve};
 
 use super::error::InitError;
 use super::fds::mark_inherited_fds_cloexec;
+use super::seccomp::SeccompFilter;
 use super::sys::reset_signal_disposition;
 
 /// `PATH` when the process environment has none (runc's and Docker's default).
@@ -87,6 +88,8 @@ pub struct Exec {
     warnings: Vec<String>,
     /// The master of the process's terminal, for the daemon (close-on-exec).
     console: Option<std::os::fd::OwnedFd>,
+    /// A seccomp filter still to load, as the last step before execve.
+    seccomp: Option<SeccompFilter>,
 }
 
 impl Exec {
@@ -109,12 +112,20 @@ impl Exec {
             envp: c_strings("process.env", env)?,
             warnings,
             console: None,
+            seccomp: None,
         })
     }
 
     /// Attaches the terminal master that "ready" hands to the daemon.
     pub fn with_console(mut self, console: Option<std::os::fd::OwnedFd>) -> Self {
         self.console = console;
+        self
+    }
+
+    /// A seccomp filter to load right before execve (when no_new_privs lets it load without
+    /// privileges).
+    pub fn with_seccomp(mut self, seccomp: Option<SeccompFilter>) -> Self {
+        self.seccomp = seccomp;
         self
     }
 
@@ -130,8 +141,8 @@ impl Exec {
         &self.warnings
     }
 
-    /// Resets signal dispositions and mask, marks every fd from 3 up close-on-exec, and
-    /// execs. Returns only on failure.
+    /// Resets signal dispositions and mask, marks every fd from 3 up close-on-exec, loads the
+    /// seccomp filter if one is left to load, and execs. Returns only on failure.
     pub fn exec(self) -> InitError {
         if let Err(e) = reset_signals() {
             return e;
@@ -141,6 +152,11 @@ impl Exec {
                 step: "mark inherited fds close-on-exec",
                 errno,
             };
+        }
+        if let Some(filter) = &self.seccomp
+            && let Err(e) = filter.load()
+        {
+            return e;
         }
         let Err(errno) = execve(&self.path, &self.argv, &self.envp);
         InitError::Exec {

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::unistd::chdir;
-use oci_spec::runtime::{Linux, Process, Spec};
+use oci_spec::runtime::{Linux, LinuxSeccomp, Process, Spec};
 
 use super::capabilities::{
     CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
@@ -32,6 +32,7 @@ use super::rlimits::apply_rlimits;
 use super::rootfs::{
     make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
 };
+use super::seccomp::{SeccompFilter, compile};
 use super::sysctl::{apply_sysctls, check_sysctl};
 use super::{ExecConfig, InitConfig};
 
@@ -61,14 +62,18 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     if let Some(value) = process.oom_score_adj() {
         set_oom_score_adj(value)?;
     }
-    // Before any mount: a spec asking for a capability we lack fails without side effects.
+    // Before any mount: a spec asking for a capability we lack, or a bad seccomp profile,
+    // fails without side effects.
     let (capabilities, mut warnings) = plan_capability_step(process)?;
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (seccomp, seccomp_warnings) = compile_seccomp(profile)?;
+    warnings.extend(seccomp_warnings);
     build_rootfs(config, &namespaces)?;
     // After pivot_root (the pty must come from the container's devpts) and before /dev or the
     // root become read-only (/dev/console is bound over).
     let console = terminal.then(|| create_console(true)).transpose()?;
     configure_kernel_state(spec, &namespaces)?;
-    drop_privileges(process, capabilities.as_ref())?;
+    let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
     set_umask(process.user().umask());
     // After the switch to the container user, so the permission checks are the user's.
     chdir(process.cwd()).map_err(|errno| InitError::Cwd {
@@ -76,7 +81,9 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
         errno,
     })?;
     warnings.extend(ignored_spec_fields(spec));
-    Ok(build_exec(process, warnings)?.with_console(console))
+    Ok(build_exec(process, warnings)?
+        .with_console(console)
+        .with_seccomp(late_seccomp))
 }
 
 /// Sets up an exec'd process, already in the container's namespaces, cgroup and root: the
@@ -99,14 +106,27 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
     if let Some(value) = process.oom_score_adj() {
         set_oom_score_adj(value)?;
     }
-    let (capabilities, warnings) = plan_capability_step(process)?;
-    drop_privileges(process, capabilities.as_ref())?;
+    let (capabilities, mut warnings) = plan_capability_step(process)?;
+    let (seccomp, seccomp_warnings) = compile_seccomp(config.seccomp.as_ref())?;
+    warnings.extend(seccomp_warnings);
+    let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
     set_umask(process.user().umask());
     chdir(process.cwd()).map_err(|errno| InitError::Cwd {
         path: process.cwd().clone(),
         errno,
     })?;
-    Ok(build_exec(process, warnings)?.with_console(console))
+    Ok(build_exec(process, warnings)?
+        .with_console(console)
+        .with_seccomp(late_seccomp))
+}
+
+fn compile_seccomp(
+    profile: Option<&LinuxSeccomp>,
+) -> Result<(Option<SeccompFilter>, Vec<String>), InitError> {
+    match profile {
+        Some(profile) => compile(profile).map(|(filter, warnings)| (Some(filter), warnings)),
+        None => Ok((None, Vec::new())),
+    }
 }
 
 /// What must hold before anything changes.
@@ -197,15 +217,27 @@ fn configure_kernel_state(spec: &Spec, namespaces: &NamespacePlan) -> Result<(),
 }
 
 /// Limits, no_new_privs, then user and capabilities, in the order the kernel requires.
+///
+/// The seccomp filter is loaded here, before the capability drop, when the spec does not ask
+/// for no_new_privs: without that bit loading a filter needs CAP_SYS_ADMIN. Otherwise it is
+/// given back, to be loaded just before execve (fewer of our own syscalls run under it), as
+/// runc does.
 fn drop_privileges(
     process: &Process,
     capabilities: Option<&CapabilityStep>,
-) -> Result<(), InitError> {
+    seccomp: Option<SeccompFilter>,
+) -> Result<Option<SeccompFilter>, InitError> {
     // Before the user switch: raising a hard limit needs CAP_SYS_RESOURCE.
     apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if process.no_new_privileges() == Some(true) {
+    let late_seccomp = if process.no_new_privileges() == Some(true) {
         set_no_new_privileges()?;
-    }
+        seccomp
+    } else {
+        if let Some(filter) = seccomp {
+            filter.load()?;
+        }
+        None
+    };
     // PR_CAPBSET_DROP needs CAP_SETPCAP, which the switch to a non-root user clears.
     if let Some(step) = capabilities {
         drop_bounding(&step.plan, step.last_cap)?;
@@ -214,7 +246,7 @@ fn drop_privileges(
     if let Some(step) = capabilities {
         apply_capabilities(&step.plan)?;
     }
-    Ok(())
+    Ok(late_seccomp)
 }
 
 /// Resolves the executable inside the new root as the final user, and builds the C strings.
@@ -245,10 +277,6 @@ fn ignored_spec_fields(spec: &Spec) -> Vec<String> {
     let process = spec.process().as_ref();
     let linux = spec.linux().as_ref();
     let fields = [
-        (
-            "linux.seccomp",
-            linux.is_some_and(|l| l.seccomp().is_some()),
-        ),
         (
             "linux.personality",
             linux.is_some_and(|l| l.personality().is_some()),

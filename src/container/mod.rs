@@ -25,12 +25,13 @@ pub mod pivot;
 pub mod process_attrs;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sys;
 pub mod sysctl;
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 /// What a container init needs to set itself up, computed by the daemon before any fork.
@@ -52,4 +53,6 @@ pub struct ExecConfig {
     pub id: String,
     pub exec_id: String,
     pub process: Process,
+    /// The container's `linux.seccomp`: an exec'd process is confined like the init.
+    pub seccomp: Option<LinuxSeccomp>,
 }

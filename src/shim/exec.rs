@@ -253,6 +253,7 @@ impl Task {
                     id: self.id.clone(),
                     exec_id: req.exec_id.clone(),
                     process,
+                    seccomp: self.seccomp.clone(),
                 },
                 stage: Mutex::new(Stage::Added),
                 changed: Condvar::new(),

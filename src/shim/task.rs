@@ -13,7 +13,7 @@ use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
 use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
-use oci_spec::runtime::{Process as ProcessSpec, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process as ProcessSpec, Spec};
 
 use super::error::TaskError;
 use super::exec::ExecProcess;
@@ -40,6 +40,8 @@ pub struct Task {
     /// Exec processes by exec id.
     execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
     pub cgroup: Option<Cgroup>,
+    /// The spec's `linux.seccomp`, for the execs (confined like the init).
+    pub seccomp: Option<LinuxSeccomp>,
     rootfs_target: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     held: Mutex<Option<Held>>,
@@ -102,6 +104,7 @@ impl Task {
         };
         let (io, child_stdio) = ProcessIo::open(&stdio, &owner, init_output_mode(&namespaces))
             .map_err(|e| TaskError::invalid(e.to_string()))?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
@@ -130,6 +133,7 @@ impl Task {
             order,
             execs: Mutex::new(HashMap::new()),
             cgroup: acquired.cgroup.take(),
+            seccomp,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
@@ -341,19 +345,17 @@ fn load_spec(bundle: &Path) -> Result<Spec, TaskError> {
 /// Confinement the spec asks for but this runtime cannot apply yet fails Create: running the
 /// container without it would give it more privilege than its spec grants.
 fn refuse_unapplied_confinement(spec: &Spec) -> Result<(), TaskError> {
-    let seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
-    refuse_unapplied(seccomp, spec.process().as_ref())
+    refuse_unapplied(spec.process().as_ref())
 }
 
 /// The same for an exec's own `process`.
 pub(super) fn refuse_unapplied_process_confinement(process: &ProcessSpec) -> Result<(), TaskError> {
-    refuse_unapplied(false, Some(process))
+    refuse_unapplied(Some(process))
 }
 
-fn refuse_unapplied(seccomp: bool, process: Option<&ProcessSpec>) -> Result<(), TaskError> {
+fn refuse_unapplied(process: Option<&ProcessSpec>) -> Result<(), TaskError> {
     let is_set = |value: Option<&String>| value.is_some_and(|v| !v.is_empty());
     let asked = [
-        ("linux.seccomp", seccomp),
         (
             "process.apparmorProfile",
             is_set(process.and_then(|p| p.apparmor_profile().as_ref())),

@@ -683,7 +683,12 @@ impl PrivateContainerd {
 
     /// `ctr run --rm --runtime RUNTIME IMAGE ID ARGS...`, everything it printed and its exit code.
     pub fn run_full(&self, id: &str, args: &[&str]) -> CtrResult {
-        let mut all = self.run_prefix("--rm", id);
+        self.run_full_with(&[], id, args)
+    }
+
+    /// [`run_full`](Self::run_full) with more `ctr run` flags (e.g. `--seccomp`).
+    pub fn run_full_with(&self, flags: &[&str], id: &str, args: &[&str]) -> CtrResult {
+        let mut all = self.run_prefix_with("--rm", flags, id);
         all.extend(args.iter().map(|a| a.to_string()));
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.ctr(&all).into()

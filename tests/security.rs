@@ -1,0 +1,292 @@
+//! Security tests: confinement from the spec (seccomp, ...) and one regression test per runc
+//! CVE class, each trying the escape from inside a container and asserting it fails. Played
+//! like the protocol tests: the real shim binary, Task RPCs over ttrpc, real namespaces.
+//! Needs root and `make rootfs`.
+
+mod shim_harness;
+
+use std::path::Path;
+
+use containerd_shim_protos::api::*;
+use shim_harness::*;
+
+/// The `echo` test bundle's config.json, to change before writing a bundle.
+fn template_spec() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The template running `sh -c script`, stderr folded into stdout by the script itself.
+fn spec_running(script: &str) -> serde_json::Value {
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    spec
+}
+
+fn rpc_message(err: &containerd_shim_protos::ttrpc::Error) -> String {
+    match err {
+        containerd_shim_protos::ttrpc::Error::RpcStatus(status) => status.message().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A container of its own shim, created from `spec` (stdout to a FIFO the test reads).
+struct Container<'a> {
+    fake: &'a FakeContainerd,
+    shim: Shim,
+    id: String,
+    output: Option<std::thread::JoinHandle<String>>,
+}
+
+impl<'a> Container<'a> {
+    fn create(fake: &'a FakeContainerd, id: &str, mut spec: serde_json::Value) -> Self {
+        Self::try_create(fake, id, &mut spec).unwrap_or_else(|e| panic!("create {id}: {e}"))
+    }
+
+    fn try_create(
+        fake: &'a FakeContainerd,
+        id: &str,
+        spec: &mut serde_json::Value,
+    ) -> Result<Self, String> {
+        spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+        let bundle = fake.bundle_with_spec(id, spec);
+        let shim = fake.start_shim(id, &bundle);
+        let (stdout, reader) = fake.output_fifo(&format!("{id}-stdout"));
+        let request = fake.create_request(id, &bundle, &stdout);
+        match shim.task.create(ctx(), &request) {
+            Ok(_) => Ok(Self {
+                fake,
+                shim,
+                id: id.into(),
+                output: Some(reader),
+            }),
+            Err(e) => {
+                unblock_reader(&stdout);
+                let _ = reader.join();
+                let message = rpc_message(&e);
+                assert_released(fake, id);
+                shim.shutdown_and_wait();
+                Err(message)
+            }
+        }
+    }
+
+    fn start(&self) {
+        let req = StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.shim.task.start(ctx(), &req).expect("start");
+    }
+
+    fn wait(&self) -> u32 {
+        let req = WaitRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.shim.task.wait(ctx(), &req).expect("wait").exit_status
+    }
+
+    /// Start, wait for the exit: (exit status, stdout).
+    fn run(mut self) -> (u32, String) {
+        self.start();
+        let status = self.wait();
+        let output = self.output.take().unwrap().join().unwrap();
+        self.delete();
+        (status, output)
+    }
+
+    /// Runs an exec of `args`: Ok((exit status, stdout)), or Err(the Start error).
+    fn exec(
+        &self,
+        exec_id: &str,
+        args: &[&str],
+        cwd: Option<&str>,
+    ) -> Result<(u32, String), String> {
+        let (stdout, reader) = self.fake.output_fifo(&format!("{}-{exec_id}", self.id));
+        let mut request = self.fake.exec_request(&self.id, exec_id, args, &stdout);
+        if let Some(cwd) = cwd {
+            let spec = request.spec.as_mut().unwrap();
+            let mut process: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
+            process["cwd"] = serde_json::json!(cwd);
+            spec.value = serde_json::to_vec(&process).unwrap();
+        }
+        self.shim.task.exec(ctx(), &request).expect("exec");
+        let started = self.shim.task.start(
+            ctx(),
+            &StartRequest {
+                id: self.id.clone(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        );
+        let result = match started {
+            Ok(_) => {
+                let wait = WaitRequest {
+                    id: self.id.clone(),
+                    exec_id: exec_id.into(),
+                    ..Default::default()
+                };
+                let status = self.shim.task.wait(ctx(), &wait).expect("wait exec");
+                Ok((status.exit_status, reader.join().unwrap()))
+            }
+            Err(e) => {
+                unblock_reader(&stdout);
+                let _ = reader.join();
+                Err(rpc_message(&e))
+            }
+        };
+        let delete = DeleteRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.shim.task.delete(ctx(), &delete).expect("delete exec");
+        result
+    }
+
+    /// SIGKILL (if still running), Delete, check nothing is left, stop the shim.
+    fn kill_and_delete(self) {
+        let kill = KillRequest {
+            id: self.id.clone(),
+            signal: 9,
+            ..Default::default()
+        };
+        let _ = self.shim.task.kill(ctx(), &kill);
+        self.wait();
+        self.delete();
+    }
+
+    fn delete(self) {
+        let req = DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.shim.task.delete(ctx(), &req).expect("delete");
+        assert_released(self.fake, &self.id);
+        self.shim.shutdown_and_wait();
+    }
+}
+
+/// Ends a FIFO reader whose writer may never have come: opening the FIFO for writing (without
+/// blocking, as the reader may be gone already) and closing it gives the reader end-of-file.
+fn unblock_reader(fifo: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fifo);
+}
+
+/// Nothing of the container is left: no mount under the test dir, no cgroup.
+fn assert_released(fake: &FakeContainerd, id: &str) {
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
+    let cgroups = cgroup_dirs(&fake.cgroup_path(id));
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+}
+
+/// A profile that allows everything but `mkdir`, which fails with ENOSYS (38).
+fn mkdir_enosys_profile() -> serde_json::Value {
+    serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]},
+        ]
+    })
+}
+
+const MKDIR_AND_CHMOD: &str = "mkdir /tmp/d 2>&1; echo mkdir=$?; touch /tmp/f; \
+     chmod 755 /tmp/f; echo chmod755=$?; chmod 777 /tmp/f 2>&1; echo chmod777=$?";
+
+fn assert_mkdir_and_chmod_filtered(output: &str) {
+    assert!(output.contains("Function not implemented"), "{output}");
+    assert!(output.contains("mkdir=1"), "{output}");
+    assert!(
+        output.contains("chmod755=0"),
+        "an allowed argument: {output}"
+    );
+    assert!(output.contains("Operation not permitted"), "{output}");
+    assert!(output.contains("chmod777=1"), "a denied argument: {output}");
+}
+
+#[test]
+fn seccomp_denies_with_the_configured_errno_after_no_new_privs() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("seccomp-nnp");
+    // The template sets noNewPrivileges: the filter is loaded just before execve.
+    let mut spec = spec_running(&format!("{MKDIR_AND_CHMOD}; exec sleep 100"));
+    spec["linux"]["seccomp"] = mkdir_enosys_profile();
+    let mut container = Container::create(&fake, "seccomp-nnp", spec);
+    container.start();
+    // An exec is confined by the container's profile too.
+    let (status, output) = container
+        .exec("e1", &["/bin/sh", "-c", MKDIR_AND_CHMOD], None)
+        .expect("exec");
+    assert_eq!(status, 0);
+    assert_mkdir_and_chmod_filtered(&output);
+    let output = container.output.take().unwrap();
+    container.kill_and_delete();
+    assert_mkdir_and_chmod_filtered(&output.join().unwrap());
+}
+
+#[test]
+fn seccomp_without_no_new_privs_still_confines_a_non_root_user() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("seccomp-priv");
+    // Loaded before the capability drop (it needs CAP_SYS_ADMIN then); the switch to uid 1000
+    // and the capability calls run under the filter, and no_new_privs stays off.
+    let mut spec = spec_running(&format!(
+        "{MKDIR_AND_CHMOD}; id -u; grep NoNewPrivs /proc/self/status"
+    ));
+    spec["process"]["noNewPrivileges"] = serde_json::json!(false);
+    spec["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    spec["linux"]["seccomp"] = mkdir_enosys_profile();
+    let (status, output) = Container::create(&fake, "seccomp-priv", spec).run();
+    assert_eq!(status, 0, "{output}");
+    assert_mkdir_and_chmod_filtered(&output);
+    assert!(output.contains("\n1000\n"), "{output}");
+    assert!(output.contains("NoNewPrivs:\t0"), "{output}");
+}
+
+#[test]
+fn seccomp_kill_process_ends_the_container_with_sigsys() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("seccomp-kill");
+    let mut spec = spec_running("echo before; exec mkdir /tmp/d");
+    spec["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]
+    });
+    let (status, output) = Container::create(&fake, "seccomp-kill", spec).run();
+    assert_eq!(output, "before\n");
+    assert_eq!(status, 128 + 31, "killed by SIGSYS");
+}
+
+#[test]
+fn a_profile_that_cannot_be_compiled_fails_create_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("seccomp-bad");
+    let mut spec = spec_running("true");
+    spec["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+    });
+    let err = Container::try_create(&fake, "seccomp-bad", &mut spec)
+        .err()
+        .expect("an argument index of 7 is refused");
+    assert!(err.contains("linux.seccomp: argument index 7"), "{err}");
+}
