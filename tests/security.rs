@@ -35,6 +35,8 @@ struct Container<'a> {
     fake: &'a FakeContainerd,
     shim: Shim,
     id: String,
+    /// The init's host pid.
+    pid: u32,
     output: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -54,10 +56,11 @@ impl<'a> Container<'a> {
         let (stdout, reader) = fake.output_fifo(&format!("{id}-stdout"));
         let request = fake.create_request(id, &bundle, &stdout);
         match shim.task.create(ctx(), &request) {
-            Ok(_) => Ok(Self {
+            Ok(created) => Ok(Self {
                 fake,
                 shim,
                 id: id.into(),
+                pid: created.pid,
                 output: Some(reader),
             }),
             Err(e) => {
@@ -289,4 +292,44 @@ fn a_profile_that_cannot_be_compiled_fails_create_and_leaves_nothing() {
         .err()
         .expect("an argument index of 7 is refused");
     assert!(err.contains("linux.seccomp: argument index 7"), "{err}");
+}
+
+/// Opens `path` for appending: what an attacker does with a process's `exe` link.
+fn open_for_write(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().append(true).open(path)
+}
+
+/// CVE-2019-5736: a container must not reach the shim binary through a process that is still
+/// its image. A created (not started) init is one: from the host even root cannot write it
+/// (the daemon runs from a read-only overlay view of the binary), and from inside the
+/// container (an exec) it can be neither read nor written (it is not dumpable).
+#[test]
+fn the_shim_binary_cannot_be_written_through_a_container_process() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("exe");
+    let binary = env!("CARGO_BIN_EXE_containerd-shim-sibling-v2");
+    let before = std::fs::read(binary).unwrap();
+    let container = Container::create(&fake, "exe", spec_running("true"));
+    for pid in [container.pid, container.shim.shim_pid()] {
+        let exe = format!("/proc/{pid}/exe");
+        let target = std::fs::read_link(&exe).unwrap();
+        assert_ne!(target, Path::new(binary), "{exe} is the file on disk");
+        let err = open_for_write(&exe).expect_err("the shim binary opened for writing");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{exe}");
+    }
+    let script = "cat /proc/1/exe >/dev/null 2>&1; echo read=$?; \
+                  (echo x >>/proc/1/exe) 2>/dev/null; echo write=$?; \
+                  readlink /proc/1/fd/0 >/dev/null 2>&1; echo fds=$?";
+    let (status, output) = container
+        .exec("e1", &["/bin/sh", "-c", script], None)
+        .expect("exec into the created container");
+    assert_eq!(status, 0);
+    assert_eq!(output, "read=1\nwrite=1\nfds=1\n");
+    container.kill_and_delete();
+    assert!(
+        std::fs::read(binary).unwrap() == before,
+        "the shim binary changed"
+    );
 }

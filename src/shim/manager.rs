@@ -12,6 +12,8 @@ use containerd_shim::Flags;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::shim::DeleteResponse;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+
+use super::sealed_exe::seal;
 use nix::mount::{MntFlags, umount2};
 
 use super::daemon::LISTEN_FD_ENV;
@@ -69,8 +71,11 @@ fn spawn_daemon(flags: &Flags, address: &str, listener: &UnixListener) -> Result
     fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))
         .map_err(|e| format!("pass listener: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
-    let mut command = Command::new(exe);
+    // Never the file on disk: a container must not be able to reach it (CVE-2019-5736).
+    let (sealed, _) = seal(&exe)?;
+    let mut command = Command::new(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
     command
+        .arg0(&exe)
         .args(["-namespace", &flags.namespace, "-id", &flags.id])
         .args(["-address", &flags.address, "-socket", address])
         .env(LISTEN_FD_ENV, listener.as_raw_fd().to_string())

@@ -12,6 +12,7 @@ pub mod options;
 pub mod process;
 pub mod reaper;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod service;
 pub mod spawner_slot;
 pub mod state_file;

@@ -69,6 +69,12 @@ pub fn run_exec_spawner() -> ! {
 
 fn run_spawner(channel: RawFd, daemon: Pid, death_signal: bool) -> ! {
     let _ = prctl::set_name(c"sibling-spawner");
+    // Inherited by every helper and container process until its execve: a container process
+    // must not open /proc/<pid>/exe (this binary), the memory or the fds of one still being
+    // set up (CVE-2019-5736 class). execve makes the container's program dumpable again.
+    if prctl::set_dumpable(false).is_err() {
+        exit_now(1);
+    }
     // The spawner must never outlive the daemon: nothing else would ever reap its children.
     if death_signal && prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
         exit_now(1);
