@@ -333,3 +333,50 @@ fn the_shim_binary_cannot_be_written_through_a_container_process() {
         "the shim binary changed"
     );
 }
+
+/// What a process whose cwd is `/proc/self/fd/N` sees: a container path, or the error that
+/// refused it. Never a directory outside the container (CVE-2024-21626).
+fn assert_cwd_inside(result: Result<(u32, String), String>, n: u32) {
+    match result {
+        Ok((status, output)) => {
+            assert_eq!(status, 0, "fd {n}: {output}");
+            let cwd = output.trim_end();
+            assert!(
+                cwd.starts_with('/') && !cwd.contains("unreachable"),
+                "fd {n}: the process started in {cwd:?}"
+            );
+        }
+        Err(message) => assert!(
+            message.contains("cwd /proc/self/fd/"),
+            "fd {n}: unexpected error: {message}"
+        ),
+    }
+}
+
+/// CVE-2024-21626: a cwd of `/proc/self/fd/N` must not land on an fd the runtime still holds
+/// while it sets the process up (runc leaked a host cgroup directory that way).
+#[test]
+fn a_cwd_through_a_runtime_fd_never_leaves_the_container() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("cwd");
+    let container = Container::create(&fake, "cwd", spec_running("exec sleep 100"));
+    container.start();
+    for n in 3..=20 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let result = container.exec(&format!("e{n}"), &["/bin/sh", "-c", "pwd -P"], Some(&cwd));
+        assert_cwd_inside(result, n);
+    }
+    container.kill_and_delete();
+    for n in 3..=20 {
+        let mut spec = spec_running("pwd -P");
+        spec["process"]["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
+        let id = format!("cwd-init-{n}");
+        let result = match Container::try_create(&fake, &id, &mut spec) {
+            Ok(container) => Ok(container.run()),
+            Err(message) => Err(message),
+        };
+        assert_cwd_inside(result, n);
+    }
+}

@@ -112,6 +112,9 @@ pub enum InitError {
     },
     /// chdir to `process.cwd`.
     Cwd { path: PathBuf, errno: Errno },
+    /// The cwd was reached but is not under the container's root (a path through a leaked
+    /// host fd, CVE-2024-21626).
+    CwdOutsideRoot { path: PathBuf },
     /// `args[0]` has no slash and is in no directory of `$PATH`.
     ExecutableNotFound { name: String },
     /// The executable exists but cannot be run, or execve itself failed.
@@ -257,6 +260,11 @@ impl fmt::Display for InitError {
             Self::Cwd { path, errno } => {
                 write!(f, "chdir to cwd {}: {}", path.display(), errno.desc())
             }
+            Self::CwdOutsideRoot { path } => write!(
+                f,
+                "cwd {} is outside the container's root filesystem",
+                path.display()
+            ),
             Self::ExecutableNotFound { name } => {
                 write!(f, "executable file not found in $PATH: {name}")
             }

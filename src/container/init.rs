@@ -76,10 +76,7 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
     set_umask(process.user().umask());
     // After the switch to the container user, so the permission checks are the user's.
-    chdir(process.cwd()).map_err(|errno| InitError::Cwd {
-        path: process.cwd().clone(),
-        errno,
-    })?;
+    enter_cwd(process.cwd())?;
     warnings.extend(ignored_spec_fields(spec));
     Ok(build_exec(process, warnings)?
         .with_console(console)
@@ -111,13 +108,27 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
     warnings.extend(seccomp_warnings);
     let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
     set_umask(process.user().umask());
-    chdir(process.cwd()).map_err(|errno| InitError::Cwd {
-        path: process.cwd().clone(),
-        errno,
-    })?;
+    enter_cwd(process.cwd())?;
     Ok(build_exec(process, warnings)?
         .with_console(console)
         .with_seccomp(late_seccomp))
+}
+
+/// chdir to `cwd`, then check that where we landed is under the container's root. A cwd
+/// such as `/proc/self/fd/7` resolves through whatever fd is still open at this point (they
+/// close at execve); were one a host directory, the process would start outside its root
+/// (CVE-2024-21626). getcwd fails (or, raw, says "(unreachable)") for such a directory.
+fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
+    chdir(cwd).map_err(|errno| InitError::Cwd {
+        path: cwd.to_owned(),
+        errno,
+    })?;
+    match nix::unistd::getcwd() {
+        Ok(path) if path.is_absolute() => Ok(()),
+        _ => Err(InitError::CwdOutsideRoot {
+            path: cwd.to_owned(),
+        }),
+    }
 }
 
 fn compile_seccomp(

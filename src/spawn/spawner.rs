@@ -141,10 +141,15 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     };
     drop(init_pidfd);
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
-        Ok(Cloned::Child) => match request {
-            SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
-            SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
-        },
+        Ok(Cloned::Child) => {
+            // A host cgroup directory: nothing the container's process may hold, even until
+            // execve (CVE-2024-21626 leaked one through the cwd).
+            drop(into_cgroup);
+            match request {
+                SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
+                SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
+            }
+        }
         Ok(Cloned::Parent { pid, pidfd }) => {
             // sync 1: the init's host pid and pidfd.
             let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
