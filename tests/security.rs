@@ -54,7 +54,8 @@ impl<'a> Container<'a> {
         let bundle = fake.bundle_with_spec(id, spec);
         let shim = fake.start_shim(id, &bundle);
         let (stdout, reader) = fake.output_fifo(&format!("{id}-stdout"));
-        let request = fake.create_request(id, &bundle, &stdout);
+        let mut request = fake.create_request(id, &bundle, &stdout);
+        request.terminal = spec["process"]["terminal"].as_bool().unwrap_or(false);
         match shim.task.create(ctx(), &request) {
             Ok(created) => Ok(Self {
                 fake,
@@ -99,6 +100,34 @@ impl<'a> Container<'a> {
         (status, output)
     }
 
+    /// Records exec `exec_id` of `args`, its process spec changed by `patch`; returns the
+    /// FIFO path and reader of its stdout.
+    fn add_exec(
+        &self,
+        exec_id: &str,
+        args: &[&str],
+        patch: impl FnOnce(&mut serde_json::Value),
+    ) -> (String, std::thread::JoinHandle<String>) {
+        let (stdout, reader) = self.fake.output_fifo(&format!("{}-{exec_id}", self.id));
+        let mut request = self.fake.exec_request(&self.id, exec_id, args, &stdout);
+        let spec = request.spec.as_mut().unwrap();
+        let mut process: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
+        patch(&mut process);
+        spec.value = serde_json::to_vec(&process).unwrap();
+        self.shim.task.exec(ctx(), &request).expect("exec");
+        (stdout, reader)
+    }
+
+    fn start_exec(&self, exec_id: &str) -> Result<u32, String> {
+        let request = StartRequest {
+            id: self.id.clone(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        let started = self.shim.task.start(ctx(), &request);
+        started.map(|r| r.pid).map_err(|e| rpc_message(&e))
+    }
+
     /// Runs an exec of `args`: Ok((exit status, stdout)), or Err(the Start error).
     fn exec(
         &self,
@@ -106,24 +135,12 @@ impl<'a> Container<'a> {
         args: &[&str],
         cwd: Option<&str>,
     ) -> Result<(u32, String), String> {
-        let (stdout, reader) = self.fake.output_fifo(&format!("{}-{exec_id}", self.id));
-        let mut request = self.fake.exec_request(&self.id, exec_id, args, &stdout);
-        if let Some(cwd) = cwd {
-            let spec = request.spec.as_mut().unwrap();
-            let mut process: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
-            process["cwd"] = serde_json::json!(cwd);
-            spec.value = serde_json::to_vec(&process).unwrap();
-        }
-        self.shim.task.exec(ctx(), &request).expect("exec");
-        let started = self.shim.task.start(
-            ctx(),
-            &StartRequest {
-                id: self.id.clone(),
-                exec_id: exec_id.into(),
-                ..Default::default()
-            },
-        );
-        let result = match started {
+        let (stdout, reader) = self.add_exec(exec_id, args, |process| {
+            if let Some(cwd) = cwd {
+                process["cwd"] = serde_json::json!(cwd);
+            }
+        });
+        let result = match self.start_exec(exec_id) {
             Ok(_) => {
                 let wait = WaitRequest {
                     id: self.id.clone(),
@@ -133,10 +150,10 @@ impl<'a> Container<'a> {
                 let status = self.shim.task.wait(ctx(), &wait).expect("wait exec");
                 Ok((status.exit_status, reader.join().unwrap()))
             }
-            Err(e) => {
+            Err(message) => {
                 unblock_reader(&stdout);
                 let _ = reader.join();
-                Err(rpc_message(&e))
+                Err(message)
             }
         };
         let delete = DeleteRequest {
@@ -379,4 +396,133 @@ fn a_cwd_through_a_runtime_fd_never_leaves_the_container() {
         };
         assert_cwd_inside(result, n);
     }
+}
+
+/// The template without a fresh /dev: the image's own /dev is used as it is.
+fn spec_with_image_dev(script: &str) -> serde_json::Value {
+    let mut spec = spec_running(script);
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+    spec
+}
+
+/// Plants `name -> target` in the container's image (the overlay's upper layer) before Create.
+fn plant_symlink(fake: &FakeContainerd, id: &str, name: &str, target: &str) {
+    let path = fake.dir.join("snapshots").join(id).join("upper").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// Adds `cap` to a process spec's bounding, effective and permitted sets.
+fn grant_capability(process: &mut serde_json::Value, cap: &str) {
+    for set in ["bounding", "effective", "permitted"] {
+        let caps = process["capabilities"][set].as_array_mut().unwrap();
+        caps.push(serde_json::json!(cap));
+    }
+}
+
+fn core_pattern() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap()
+}
+
+/// CVE-2025-31133: masking binds the container's /dev/null over each masked file. An image
+/// whose /dev/null is a symlink to a /proc/sys file must not turn that into a bind of the
+/// sysctl file: Create fails, saying why.
+#[test]
+fn a_fake_dev_null_is_not_used_to_mask_paths() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("devnull");
+    let before = core_pattern();
+    plant_symlink(
+        &fake,
+        "devnull",
+        "dev/null",
+        "/proc/sys/kernel/core_pattern",
+    );
+    let mut spec = spec_with_image_dev("echo escaped > /proc/kcore");
+    let err = Container::try_create(&fake, "devnull", &mut spec)
+        .err()
+        .expect("a symlinked /dev/null is refused");
+    assert!(err.contains("/dev/null"), "{err}");
+    // A regular file passes for /dev/null as stdio, but not as the mask.
+    let upper = fake.dir.join("snapshots/devnull-file/upper/dev");
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::write(upper.join("null"), "").unwrap();
+    let mut spec = spec_with_image_dev("true");
+    let err = Container::try_create(&fake, "devnull-file", &mut spec)
+        .err()
+        .expect("a plain-file /dev/null is refused");
+    assert!(err.contains("not the null device 1:3"), "{err}");
+    assert_eq!(core_pattern(), before);
+}
+
+/// CVE-2025-52565: the terminal is bound over /dev/console. An image whose /dev/console is a
+/// symlink (here to a /proc/sys file) must not redirect that bind: Create fails, saying why.
+#[test]
+fn a_symlinked_dev_console_is_not_bound_over() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("console");
+    plant_symlink(
+        &fake,
+        "console",
+        "dev/console",
+        "/proc/sys/kernel/core_pattern",
+    );
+    let mut spec = spec_with_image_dev("true");
+    spec["process"]["terminal"] = serde_json::json!(true);
+    // The image's /dev has no ptmx: give the container a devpts of its own.
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+        }));
+    plant_symlink(&fake, "console", "dev/ptmx", "pts/ptmx");
+    let err = Container::try_create(&fake, "console", &mut spec)
+        .err()
+        .expect("a symlinked /dev/console is refused");
+    assert!(err.contains("/dev/console is a symlink"), "{err}");
+}
+
+/// CVE-2025-52881: the runtime's writes to /proc must not go through the container's /proc,
+/// which the container may have rearranged. Here the container (with CAP_SYS_ADMIN) hides its
+/// /proc under a tmpfs holding a fake `self/oom_score_adj`; an exec asking for oomScoreAdj 500
+/// still gets it, and the fake file is untouched.
+#[test]
+fn an_exec_oom_score_adj_is_not_written_through_the_containers_proc() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("procwrite");
+    let mut spec = spec_running("exec sleep 100");
+    grant_capability(&mut spec["process"], "CAP_SYS_ADMIN");
+    let container = Container::create(&fake, "procwrite", spec);
+    container.start();
+    // An exec shares the init's mount namespace: this rearranges the container's /proc.
+    let hide = "umount -l /proc && mount -t tmpfs tmpfs /proc && mkdir /proc/self && \
+                echo 0 > /proc/self/oom_score_adj && echo hidden || echo failed 2>&1";
+    let (_, hidden) = container.add_exec("hide", &["/bin/sh", "-c", hide], |process| {
+        grant_capability(process, "CAP_SYS_ADMIN")
+    });
+    container.start_exec("hide").expect("start hide");
+    let hidden = hidden.join().unwrap();
+    assert_eq!(hidden, "hidden\n");
+    let (_stdout, _reader) = container.add_exec("e1", &["/bin/sleep", "100"], |process| {
+        process["oomScoreAdj"] = serde_json::json!(500);
+    });
+    let pid = container.start_exec("e1").expect("start the exec");
+    let host = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    assert_eq!(host.trim(), "500", "the exec did not get its oomScoreAdj");
+    let fake_file = container.exec("look", &["/bin/cat", "/proc/self/oom_score_adj"], None);
+    assert_eq!(
+        fake_file,
+        Ok((0, "0\n".to_string())),
+        "the container's fake file was written"
+    );
+    container.kill_and_delete();
 }

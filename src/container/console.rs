@@ -6,16 +6,17 @@
 //! and the daemon copies between it and containerd's FIFOs.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
 use nix::libc;
-use nix::mount::{MsFlags, mount};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{SFlag, fstat};
+use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use nix::unistd::dup2_stdin;
 
 use super::error::InitError;
+use super::in_root::RootDir;
+use super::sys::{RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, bind_fd_onto, openat2};
 
 /// Creates the pty, installs its slave as stdio and controlling terminal, binds it over
 /// `/dev/console` when asked (the init), and returns the master.
@@ -23,15 +24,9 @@ use super::error::InitError;
 /// Runs after pivot_root, so every path here is the container's.
 pub fn create_console(bind_dev_console: bool) -> Result<OwnedFd, InitError> {
     let master = open_master()?;
-    let slave_path = unlock_and_name(&master)?;
-    let slave = open(
-        &slave_path,
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| console_error(format!("open {}", slave_path.display()), errno))?;
+    let slave = open_slave(&master)?;
     if bind_dev_console {
-        bind_over_dev_console(&slave_path)?;
+        bind_over_dev_console(&slave)?;
     }
     install_slave(&slave)?;
     Ok(master)
@@ -48,40 +43,75 @@ fn open_master() -> Result<OwnedFd, InitError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn unlock_and_name(master: &OwnedFd) -> Result<PathBuf, InitError> {
+/// The slave, straight from the master (TIOCGPTPEER), never by its path: the image controls
+/// the container's /dev, and a path could be swapped for another file between the lookup and
+/// the bind over /dev/console (CVE-2025-52565). Checked to be on a devpts.
+fn open_slave(master: &OwnedFd) -> Result<OwnedFd, InitError> {
     // SAFETY: unlockpt on a pty master we own.
     if unsafe { libc::unlockpt(master.as_raw_fd()) } == -1 {
         return Err(console_error("unlockpt".into(), Errno::last()));
     }
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: ptsname_r writes a NUL-terminated name of at most `name.len()` bytes.
-    let ret = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-    if ret != 0 {
-        return Err(console_error("ptsname".into(), Errno::from_raw(ret)));
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd == -1 {
+        return Err(console_error(
+            "open the terminal's slave (TIOCGPTPEER)".into(),
+            Errno::last(),
+        ));
     }
-    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
-    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    Ok(PathBuf::from(name.to_string_lossy().into_owned()))
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    let on_devpts = fstatfs(&slave)
+        .map_err(|errno| console_error("statfs the terminal's slave".into(), errno))?
+        .filesystem_type()
+        == DEVPTS_SUPER_MAGIC;
+    if !on_devpts {
+        return Err(console_error(
+            "the terminal's slave is not on a devpts filesystem".into(),
+            Errno::EXDEV,
+        ));
+    }
+    Ok(slave)
 }
 
-fn bind_over_dev_console(slave: &Path) -> Result<(), InitError> {
+/// Binds the slave over /dev/console (created as an empty file if missing), fd to fd. The
+/// target must be a plain file or a device: a symlink there could point the bind at any file
+/// of the container, such as one under /proc/sys (CVE-2025-52565).
+fn bind_over_dev_console(slave: &OwnedFd) -> Result<(), InitError> {
     let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).map_err(|e| {
-            console_error(
-                "create /dev/console".into(),
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
+    let error = |step: &str, errno| console_error(format!("{step} /dev/console"), errno);
+    let root = RootDir::open(Path::new("/")).map_err(|errno| error("open / for", errno))?;
+    let (dev, name) = root
+        .create_parent(console)
+        .map_err(|errno| error("open the directory of", errno))?;
+    let name = Path::new(&name);
+    let no_symlinks = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+    let create = libc::O_CREAT | libc::O_EXCL | libc::O_RDONLY;
+    match openat2(dev.as_fd(), name, create, 0o600, no_symlinks) {
+        Ok(_) | Err(Errno::EEXIST) => {}
+        Err(errno) => return Err(error("create", errno)),
     }
-    mount(
-        Some(slave),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|errno| console_error(format!("bind {} on /dev/console", slave.display()), errno))
+    let target =
+        openat2(dev.as_fd(), name, libc::O_PATH, 0, no_symlinks).map_err(|errno| match errno {
+            Errno::ELOOP => {
+                console_error("/dev/console is a symlink: refusing to bind".into(), errno)
+            }
+            errno => error("open", errno),
+        })?;
+    let kind = SFlag::from_bits_truncate(
+        fstat(&target)
+            .map_err(|errno| error("stat", errno))?
+            .st_mode,
+    ) & SFlag::S_IFMT;
+    if kind != SFlag::S_IFREG && kind != SFlag::S_IFCHR {
+        return Err(console_error(
+            "/dev/console is neither a file nor a device: refusing to bind".into(),
+            Errno::EINVAL,
+        ));
+    }
+    bind_fd_onto(slave.as_fd(), target.as_fd())
+        .map_err(|errno| error("bind the terminal over", errno))
 }
 
 /// The slave on 0, 1 and 2, as the controlling terminal of this session (the process became a

@@ -100,9 +100,7 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
         .unwrap_or(false)
         .then(|| create_console(false))
         .transpose()?;
-    if let Some(value) = process.oom_score_adj() {
-        set_oom_score_adj(value)?;
-    }
+    // oom_score_adj was set by the helper, through the host's /proc (`set_oom_score_adj`).
     let (capabilities, mut warnings) = plan_capability_step(process)?;
     let (seccomp, seccomp_warnings) = compile_seccomp(config.seccomp.as_ref())?;
     warnings.extend(seccomp_warnings);

@@ -9,7 +9,10 @@ use super::error::InitError;
 
 /// Writes `process.oomScoreAdj` to `/proc/self/oom_score_adj`.
 ///
-/// Call it while the init still has the runtime's privileges and the host's /proc: lowering
+/// Call it while the process still has the runtime's privileges and the host's /proc (for an
+/// exec, in the helper before it joins the container's mount namespace: the container's /proc
+/// is the container's to rearrange, and a write through it could land on another file,
+/// CVE-2025-52881). The value is inherited by the process the helper clones. Lowering
 /// the value needs CAP_SYS_RESOURCE. Where that is missing (root on some CI machines lacks it
 /// in its bounding set) this fails with EACCES, reported as such, never ignored: the container
 /// would otherwise run with a different OOM priority than asked.

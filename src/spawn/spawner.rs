@@ -127,8 +127,12 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces),
             namespaces.new_flags,
         ),
-        SpawnRequest::Exec { cgroup, .. } => match &init_pidfd {
-            Some(pidfd) => (enter_container_of(cgroup.as_ref(), pidfd), 0),
+        SpawnRequest::Exec { cgroup, config } => match &init_pidfd {
+            Some(pidfd) => (
+                set_exec_oom_score_adj(config)
+                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd)),
+                0,
+            ),
             None => exit_now(1),
         },
     };
@@ -185,6 +189,17 @@ fn enter_cgroup(cgroup: Option<&Cgroup>) -> Result<Option<OwnedFd>, String> {
     match cgroup {
         Some(cgroup) => cgroup.enter_for_clone().map_err(|e| e.to_string()),
         None => Ok(None),
+    }
+}
+
+/// An exec's `oomScoreAdj`, set on the helper (the exec inherits it) while the helper still
+/// sees the host's /proc.
+fn set_exec_oom_score_adj(config: &ExecConfig) -> Result<(), String> {
+    match config.process.oom_score_adj() {
+        Some(value) => {
+            crate::container::process_attrs::set_oom_score_adj(value).map_err(|e| e.to_string())
+        }
+        None => Ok(()),
     }
 }
 
