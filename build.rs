@@ -5,6 +5,7 @@ fn main() {
     let inputs = [
         "protos/sibling/v1/options.proto",
         "protos/runtimeoptions/v1/api.proto",
+        "protos/runctypes/runc.proto",
     ];
     for input in inputs {
         println!("cargo:rerun-if-changed={input}");

@@ -13,6 +13,7 @@ for_each_runtime!(
     containerd_default_seccomp_profile,
     only_stdio_is_open_in_the_container,
     no_inheritable_or_ambient_capabilities,
+    user_namespace_from_ctr_uidmap,
 );
 
 fn containerd(runtime: &str) -> Option<PrivateContainerd> {
@@ -66,4 +67,15 @@ fn no_inheritable_or_ambient_capabilities(runtime: &str) {
         r.stdout, "CapInh:\t0000000000000000\nCapAmb:\t0000000000000000\n",
         "{r}"
     );
+}
+
+/// `ctr run --uidmap/--gidmap`: ctr remaps the snapshot's ownership and asks for a user
+/// namespace; the container's root is root inside, and writes its own (remapped) files.
+fn user_namespace_from_ctr_uidmap(runtime: &str) {
+    let Some(c) = containerd(runtime) else { return };
+    let flags = ["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"];
+    let script = "id -u; cat /proc/self/uid_map | tr -s ' '; touch /etc/probe && echo wrote";
+    let r = run_script(&c, &flags, "userns", script);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout, "0\n 0 200000 65536\nwrote\n", "{r}");
 }

@@ -526,3 +526,59 @@ fn an_exec_oom_score_adj_is_not_written_through_the_containers_proc() {
     );
     container.kill_and_delete();
 }
+
+/// The template in a new user namespace: container ids 0..65536 are host ids 100000 up.
+fn spec_in_user_namespace(script: &str) -> serde_json::Value {
+    let mut spec = spec_running(script);
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    spec["linux"]["uidMappings"] = map.clone();
+    spec["linux"]["gidMappings"] = map;
+    spec
+}
+
+fn host_ids(pid: u32, field: &str) -> String {
+    status_field(pid, field).unwrap_or_default()
+}
+
+/// A user-namespaced container: root inside, uid 100000 on the host, so the host's files
+/// (unmapped, owned by host root) are not its to write; an exec joins the same namespace.
+#[test]
+fn a_user_namespaced_root_is_unprivileged_on_the_host() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("userns");
+    let container = Container::create(&fake, "userns", spec_in_user_namespace("exec sleep 100"));
+    let map = std::fs::read_to_string(format!("/proc/{}/uid_map", container.pid)).unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(
+        host_ids(container.pid, "Uid"),
+        "100000\t100000\t100000\t100000"
+    );
+    assert_eq!(
+        host_ids(container.pid, "Gid"),
+        "100000\t100000\t100000\t100000"
+    );
+    container.start();
+    let script = "id -u; id -g; touch /etc/probe 2>/dev/null; echo touch=$?; \
+                  touch /tmp/probe && stat -c %u:%g /tmp/probe";
+    let (_stdout, reader) = container.add_exec("e1", &["/bin/sh", "-c", script], |_| {});
+    let exec_pid = container.start_exec("e1").expect("start the exec");
+    let output = reader.join().unwrap();
+    assert_eq!(output, "0\n0\ntouch=1\n0:0\n", "inside the user namespace");
+    let upper = fake.dir.join("snapshots/userns/upper/tmp/probe");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&upper).unwrap());
+    assert_eq!(
+        owner, 100000,
+        "a file the container's root made is host uid 100000's"
+    );
+    assert!(exec_pid > 0);
+    container.kill_and_delete();
+}

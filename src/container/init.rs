@@ -27,7 +27,7 @@ use super::in_root::RootDir;
 use super::masks::{make_paths_readonly, mask_paths};
 use super::namespaces::{NamespaceKind, NamespacePlan};
 use super::pivot::pivot_into;
-use super::process_attrs::{set_no_new_privileges, set_oom_score_adj, set_umask};
+use super::process_attrs::{set_no_new_privileges, set_umask};
 use super::rlimits::apply_rlimits;
 use super::rootfs::{
     make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
@@ -58,10 +58,7 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     // terminal replaces these later, from the container's own devpts.
     install_stdio(stdio, false)?;
     let terminal = process.terminal().unwrap_or(false);
-    // Through the host's /proc and with the runtime's privileges, both gone further down.
-    if let Some(value) = process.oom_score_adj() {
-        set_oom_score_adj(value)?;
-    }
+    // oomScoreAdj (and, in a new user namespace, the rlimits) came from the helper.
     // Before any mount: a spec asking for a capability we lack, or a bad seccomp profile,
     // fails without side effects.
     let (capabilities, mut warnings) = plan_capability_step(process)?;

@@ -83,6 +83,8 @@ pub enum NamespaceError {
     Duplicate(NamespaceKind),
     /// A namespace type (or feature) this runtime does not support yet.
     Unsupported(&'static str),
+    /// The spec's namespaces contradict each other.
+    Invalid(&'static str),
     /// A namespace path that is not absolute.
     RelativePath { kind: NamespaceKind, path: PathBuf },
     /// Opening a namespace path.
@@ -106,6 +108,7 @@ impl fmt::Display for NamespaceError {
                 write!(f, "namespaces: {} is listed more than once", kind.name())
             }
             Self::Unsupported(what) => write!(f, "namespaces: {what} is not supported yet"),
+            Self::Invalid(why) => write!(f, "namespaces: {why}"),
             Self::RelativePath { kind, path } => write!(
                 f,
                 "namespaces: {} namespace path {} is not absolute",
@@ -139,18 +142,55 @@ impl std::error::Error for NamespaceError {
     }
 }
 
+/// One line of a `uid_map` or `gid_map`: `size` ids from `container` up map to `host` up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+/// The id maps of a new user namespace, written by the helper (outside it) before the init
+/// goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMappings {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+impl IdMappings {
+    /// The text of a map file: one `container host size` line per range.
+    pub fn map_text(ranges: &[IdRange]) -> String {
+        ranges
+            .iter()
+            .map(|r| format!("{} {} {}\n", r.container, r.host, r.size))
+            .collect()
+    }
+
+    /// The host id of container id `id`, if it is mapped.
+    pub fn host_id(ranges: &[IdRange], id: u32) -> Option<u32> {
+        ranges
+            .iter()
+            .find(|r| id >= r.container && id - r.container < r.size)
+            .map(|r| r.host + (id - r.container))
+    }
+}
+
 /// The namespaces of a new container: created at clone, or joined by path before it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespacePlan {
     /// `CLONE_NEW*` flags for the clone of the init: spec namespaces without a path.
     pub new_flags: u64,
-    /// Existing namespaces to join before that clone, the mount namespace last.
+    /// Existing namespaces to join before that clone: the user namespace first (the others
+    /// are owned by it), the mount namespace last.
     pub join: Vec<(NamespaceKind, PathBuf)>,
+    /// The id maps when the container gets a new user namespace.
+    pub id_mappings: Option<IdMappings>,
 }
 
 impl NamespacePlan {
-    /// Builds the plan from `linux.namespaces`. Rejects duplicates, relative paths, user
-    /// namespaces and time offsets (not supported yet).
+    /// Builds the plan from `linux.namespaces`. Rejects duplicates, relative paths, a new user
+    /// namespace without id maps (or maps without one) and time offsets (not supported yet).
     pub fn from_spec(spec: &Spec) -> Result<Self, NamespaceError> {
         let Some(linux) = spec.linux() else {
             return Ok(Self::default());
@@ -166,9 +206,6 @@ impl NamespacePlan {
                 return Err(NamespaceError::Duplicate(kind));
             }
             seen.push(kind);
-            if kind == NamespaceKind::User {
-                return Err(NamespaceError::Unsupported("the user namespace"));
-            }
             match namespace.path() {
                 Some(path) if !path.is_absolute() => {
                     return Err(NamespaceError::RelativePath {
@@ -180,10 +217,8 @@ impl NamespacePlan {
                 None => plan.new_flags |= kind.clone_flag(),
             }
         }
-        // After setns into another mount namespace, the remaining paths would be looked up in
-        // that namespace's tree (where they may not exist): the mount namespace goes last.
-        plan.join
-            .sort_by_key(|(kind, _)| *kind == NamespaceKind::Mount);
+        plan.id_mappings = id_mappings(linux, plan.is_new(NamespaceKind::User))?;
+        plan.join.sort_by_key(|(kind, _)| join_order(*kind));
         Ok(plan)
     }
 
@@ -214,7 +249,7 @@ impl NamespacePlan {
             let fd = open_namespace(*kind, path)?;
             opened.push((*kind, path, fd));
         }
-        opened.sort_by_key(|(kind, _, _)| *kind == NamespaceKind::Mount);
+        opened.sort_by_key(|(kind, _, _)| join_order(*kind));
         for (kind, path, fd) in opened {
             let nstype = CloneFlags::from_bits_retain(kind.clone_flag() as libc::c_int);
             setns(&fd, nstype).map_err(|errno| NamespaceError::Join {
@@ -224,6 +259,53 @@ impl NamespacePlan {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The user namespace first: the others belong to it, and joining them needs its
+/// capabilities. The mount namespace last: after setns into it, the remaining paths would be
+/// looked up in its tree.
+fn join_order(kind: NamespaceKind) -> u8 {
+    match kind {
+        NamespaceKind::User => 0,
+        NamespaceKind::Mount => 2,
+        _ => 1,
+    }
+}
+
+/// `linux.uidMappings`/`gidMappings`: required with a new user namespace, refused without one
+/// (a joined namespace already has its maps).
+fn id_mappings(
+    linux: &oci_spec::runtime::Linux,
+    new_user_namespace: bool,
+) -> Result<Option<IdMappings>, NamespaceError> {
+    let ranges = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<IdRange> {
+        maps.iter()
+            .flatten()
+            .map(|m| IdRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let mappings = IdMappings {
+        uids: ranges(linux.uid_mappings()),
+        gids: ranges(linux.gid_mappings()),
+    };
+    let has_maps = !mappings.uids.is_empty() || !mappings.gids.is_empty();
+    match (new_user_namespace, has_maps) {
+        (true, true) if mappings.uids.is_empty() || mappings.gids.is_empty() => Err(
+            NamespaceError::Invalid("a new user namespace needs both uidMappings and gidMappings"),
+        ),
+        (true, true) => Ok(Some(mappings)),
+        (true, false) => Err(NamespaceError::Invalid(
+            "a new user namespace needs uidMappings and gidMappings",
+        )),
+        (false, true) => Err(NamespaceError::Invalid(
+            "uidMappings/gidMappings are given but the container gets no new user namespace",
+        )),
+        (false, false) => Ok(None),
     }
 }
 
@@ -299,13 +381,50 @@ mod tests {
     }
 
     #[test]
-    fn user_namespace_is_rejected_clearly() {
-        let spec = spec_with(serde_json::json!([{"type": "user"}]));
-        let err = NamespacePlan::from_spec(&spec).unwrap_err();
+    fn a_new_user_namespace_carries_its_id_maps() {
+        let mut json = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {
+                "namespaces": [{"type": "user"}, {"type": "mount"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 10}],
+            },
+        });
+        let spec: Spec = serde_json::from_value(json.clone()).unwrap();
+        let plan = NamespacePlan::from_spec(&spec).unwrap();
+        assert!(plan.is_new(NamespaceKind::User));
+        let maps = plan.id_mappings.unwrap();
+        assert_eq!(IdMappings::map_text(&maps.uids), "0 100000 65536\n");
+        assert_eq!(IdMappings::host_id(&maps.gids, 9), Some(200009));
+        assert_eq!(IdMappings::host_id(&maps.gids, 10), None);
+        json["linux"]["gidMappings"] = serde_json::json!([]);
+        let spec: Spec = serde_json::from_value(json.clone()).unwrap();
+        let err = NamespacePlan::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("needs both"), "{err}");
+        json["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        let spec: Spec = serde_json::from_value(json).unwrap();
+        let err = NamespacePlan::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("no new user namespace"), "{err}");
+    }
+
+    #[test]
+    fn a_joined_user_namespace_comes_first() {
+        let spec = spec_with(serde_json::json!([
+            {"type": "mount", "path": "/proc/42/ns/mnt"},
+            {"type": "network", "path": "/proc/42/ns/net"},
+            {"type": "user", "path": "/proc/42/ns/user"},
+        ]));
+        let plan = NamespacePlan::from_spec(&spec).unwrap();
+        let kinds: Vec<_> = plan.join.iter().map(|(k, _)| *k).collect();
         assert_eq!(
-            err.to_string(),
-            "namespaces: the user namespace is not supported yet"
+            kinds,
+            [
+                NamespaceKind::User,
+                NamespaceKind::Net,
+                NamespaceKind::Mount
+            ]
         );
+        assert_eq!(plan.id_mappings, None);
     }
 
     #[test]
@@ -337,6 +456,7 @@ mod tests {
         let plan = NamespacePlan {
             new_flags: 0,
             join: vec![(NamespaceKind::Net, "/nonexistent/netns".into())],
+            id_mappings: None,
         };
         let err = plan.join_all().unwrap_err();
         assert_eq!(

@@ -141,6 +141,7 @@ mod tests {
         let private = NamespacePlan {
             new_flags: NamespaceKind::Net.clone_flag() | NamespaceKind::Ipc.clone_flag(),
             join: vec![(NamespaceKind::Uts, "/proc/1/ns/uts".into())],
+            id_mappings: None,
         };
         for key in [
             "net.ipv4.ip_unprivileged_port_start",

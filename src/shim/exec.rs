@@ -173,6 +173,7 @@ impl ExecProcess {
         let request = SpawnRequest::Exec {
             config: Box::new(self.config.clone()),
             cgroup: task.cgroup.clone(),
+            join_user: task.user_namespace,
         };
         let mut slot = self.io.lock().unwrap_or_else(|e| e.into_inner());
         let io = slot.insert(io);

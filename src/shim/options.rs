@@ -1,7 +1,8 @@
-//! Runtime options in a Create request (`CreateTaskRequest.options`), in the three forms
-//! containerd sends: runc's `containerd.runc.v1.Options` (ctr and a runc-style runtime
-//! config), CRI's `runtimeoptions.v1.Options` (a runtime class with a non-runc runtime_type)
-//! and this shim's own `sibling.v1.Options`. Anything else is refused with a clear error.
+//! Runtime options in a Create request (`CreateTaskRequest.options`), in the forms containerd
+//! sends: runc's `containerd.runc.v1.Options` (ctr and a runc-style runtime config), the
+//! older `containerd.linux.runc.CreateOptions` (ctr with --uidmap), CRI's
+//! `runtimeoptions.v1.Options` (a runtime class with a non-runc runtime_type) and this shim's
+//! own `sibling.v1.Options`. Anything else is refused with a clear error.
 
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -11,12 +12,15 @@ use log::LevelFilter;
 use super::error::TaskError;
 use crate::protos::api::Options as CriOptions;
 use crate::protos::options::Options as SiblingOptions;
+use crate::protos::runc::CreateOptions;
 
 /// What this shim takes from the options.
 #[derive(Debug, Default, PartialEq)]
 pub struct RuntimeOptions {
     /// A new log level for the daemon.
     pub log_level: Option<LevelFilter>,
+    /// The owner (uid, gid) to give the process's stdio pipes.
+    pub io_owner: Option<(u32, u32)>,
 }
 
 /// Decodes `options`; no options (or an empty Any) are the defaults.
@@ -34,6 +38,7 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
             let options = SiblingOptions::parse_from_bytes(&any.value).map_err(invalid)?;
             Ok(RuntimeOptions {
                 log_level: parse_level(&options.log_level)?,
+                ..RuntimeOptions::default()
             })
         }
         "containerd.runc.v1.Options" => {
@@ -44,6 +49,14 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
                 log::info!("runc option SystemdCgroup: cgroup paths are used as given");
             }
             Ok(RuntimeOptions::default())
+        }
+        "containerd.linux.runc.CreateOptions" => {
+            let options = CreateOptions::parse_from_bytes(&any.value).map_err(invalid)?;
+            let owned = options.io_uid != 0 || options.io_gid != 0;
+            Ok(RuntimeOptions {
+                io_owner: owned.then_some((options.io_uid, options.io_gid)),
+                ..RuntimeOptions::default()
+            })
         }
         "runtimeoptions.v1.Options" => {
             let options = CriOptions::parse_from_bytes(&any.value).map_err(invalid)?;
@@ -57,7 +70,8 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
         }
         other => Err(TaskError::invalid(format!(
             "unknown runtime options type {other:?}: expected sibling.v1.Options, \
-             containerd.runc.v1.Options or runtimeoptions.v1.Options"
+             containerd.runc.v1.Options, containerd.linux.runc.CreateOptions or \
+             runtimeoptions.v1.Options"
         ))),
     }
 }

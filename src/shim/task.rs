@@ -42,6 +42,8 @@ pub struct Task {
     pub cgroup: Option<Cgroup>,
     /// The spec's `linux.seccomp`, for the execs (confined like the init).
     pub seccomp: Option<LinuxSeccomp>,
+    /// Whether the container has a user namespace of its own (execs join it).
+    pub user_namespace: bool,
     rootfs_target: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     held: Mutex<Option<Held>>,
@@ -104,7 +106,11 @@ impl Task {
         };
         let (io, child_stdio) = ProcessIo::open(&stdio, &owner, init_output_mode(&namespaces))
             .map_err(|e| TaskError::invalid(e.to_string()))?;
+        if let Some((uid, gid)) = options.io_owner {
+            give_pipes_to(&child_stdio, uid, gid)?;
+        }
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let user_namespace = namespaces.is_private(NamespaceKind::User);
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
@@ -134,6 +140,7 @@ impl Task {
             execs: Mutex::new(HashMap::new()),
             cgroup: acquired.cgroup.take(),
             seccomp,
+            user_namespace,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
@@ -319,6 +326,27 @@ fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
         checkpoint: req.checkpoint.clone(),
         ..Default::default()
     })
+}
+
+/// Makes the process's stdio pipes (not files or FIFOs, which belong to others) owned by
+/// `uid:gid`, so a container root that is unprivileged on the host may reopen them
+/// (`/dev/stdout` is `/proc/self/fd/1`), as runc's shim does with the same option.
+fn give_pipes_to(stdio: &[std::os::fd::OwnedFd; 3], uid: u32, gid: u32) -> Result<(), TaskError> {
+    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    for fd in stdio {
+        let on_pipefs = nix::sys::statfs::fstatfs(fd)
+            .is_ok_and(|s| s.filesystem_type().0 == PIPEFS_MAGIC);
+        if on_pipefs {
+            let owner = (
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+            nix::unistd::fchown(fd, owner.0, owner.1).map_err(|e| {
+                TaskError::invalid(format!("give the stdio pipes to {uid}:{gid}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads and parses `<bundle>/config.json`; a malformed file is the caller's error.

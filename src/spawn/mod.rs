@@ -6,5 +6,6 @@ pub mod client;
 pub mod clone;
 pub mod protocol;
 pub mod spawner;
+pub mod userns;
 
 pub use client::{PendingProcess, SpawnError, Spawner};

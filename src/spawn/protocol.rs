@@ -52,6 +52,8 @@ pub enum SpawnRequest {
     Exec {
         config: Box<ExecConfig>,
         cgroup: Option<Cgroup>,
+        /// The init has a user namespace of its own, which the exec joins too (first).
+        join_user: bool,
     },
 }
 

@@ -20,10 +20,13 @@ use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid, fork, getppid};
 
-use super::clone::{Cloned, clone_sibling};
+use super::clone::{Cloned, clone_sibling, pidfd_send_signal};
 use super::protocol::{self, SpawnRequest, SyncMessage};
+use super::userns;
 use crate::container::cgroups::Cgroup;
 use crate::container::namespaces::NamespacePlan;
+use crate::container::process_attrs::set_oom_score_adj;
+use crate::container::rlimits::apply_rlimits;
 use crate::container::{ExecConfig, InitConfig};
 
 /// Forks the spawner. Must be called while the calling process is still single-threaded.
@@ -122,15 +125,22 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     let sync = fds.remove(0);
     let (entered, new_flags) = match &request {
         SpawnRequest::Init {
-            namespaces, cgroup, ..
+            namespaces,
+            cgroup,
+            config,
         } => (
-            enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces),
+            set_inherited_attributes(config.spec.process().as_ref(), namespaces)
+                .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
             namespaces.new_flags,
         ),
-        SpawnRequest::Exec { cgroup, config } => match &init_pidfd {
+        SpawnRequest::Exec {
+            cgroup,
+            config,
+            join_user,
+        } => match &init_pidfd {
             Some(pidfd) => (
-                set_exec_oom_score_adj(config)
-                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd)),
+                set_inherited_attributes(Some(&config.process), &NamespacePlan::default())
+                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_user)),
                 0,
             ),
             None => exit_now(1),
@@ -144,17 +154,44 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
         }
     };
     drop(init_pidfd);
+    let id_maps = match &request {
+        SpawnRequest::Init { namespaces, .. } => namespaces.id_mappings.as_ref(),
+        SpawnRequest::Exec { .. } => None,
+    };
+    let gate = match id_maps.map(|_| userns::gate()).transpose() {
+        Ok(gate) => gate,
+        Err(error) => {
+            fail(&sync, error);
+            exit_now(1)
+        }
+    };
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => {
             // A host cgroup directory: nothing the container's process may hold, even until
             // execve (CVE-2024-21626 leaked one through the cwd).
             drop(into_cgroup);
+            if let Some(gate) = gate
+                && let Err(error) = userns::wait_for_maps(gate)
+            {
+                fail(&sync, error);
+                exit_now(1)
+            }
             match request {
                 SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
                 SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
             }
         }
         Ok(Cloned::Parent { pid, pidfd }) => {
+            if let (Some(maps), Some(gate)) = (id_maps, gate) {
+                drop(gate.wait);
+                if let Err(error) = userns::write_maps(pid, maps, gate.open) {
+                    if let Some(pidfd) = &pidfd {
+                        let _ = pidfd_send_signal(pidfd, libc::SIGKILL);
+                    }
+                    fail(&sync, error);
+                    exit_now(1)
+                }
+            }
             // sync 1: the init's host pid and pidfd.
             let fds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
             let spawned = SyncMessage::Spawned {
@@ -192,15 +229,25 @@ fn enter_cgroup(cgroup: Option<&Cgroup>) -> Result<Option<OwnedFd>, String> {
     }
 }
 
-/// An exec's `oomScoreAdj`, set on the helper (the exec inherits it) while the helper still
-/// sees the host's /proc.
-fn set_exec_oom_score_adj(config: &ExecConfig) -> Result<(), String> {
-    match config.process.oom_score_adj() {
-        Some(value) => {
-            crate::container::process_attrs::set_oom_score_adj(value).map_err(|e| e.to_string())
-        }
-        None => Ok(()),
+/// What the new process inherits from the helper, set here while the helper still has the
+/// host's privileges and sees the host's /proc: `oomScoreAdj` (the container's /proc is the
+/// container's to rearrange, CVE-2025-52881; lowering it needs CAP_SYS_RESOURCE over the
+/// host), and with a new user namespace the rlimits (raising a hard limit needs the same).
+fn set_inherited_attributes(
+    process: Option<&oci_spec::runtime::Process>,
+    namespaces: &NamespacePlan,
+) -> Result<(), String> {
+    let Some(process) = process else {
+        return Ok(());
+    };
+    if let Some(value) = process.oom_score_adj() {
+        set_oom_score_adj(value).map_err(|e| e.to_string())?;
     }
+    if namespaces.id_mappings.is_some() {
+        apply_rlimits(process.rlimits().as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// For an exec: the container's cgroup first (through host paths, which the container's mount
@@ -208,9 +255,16 @@ fn set_exec_oom_score_adj(config: &ExecConfig) -> Result<(), String> {
 fn enter_container_of(
     cgroup: Option<&Cgroup>,
     init_pidfd: &OwnedFd,
+    join_user: bool,
 ) -> Result<Option<OwnedFd>, String> {
     let into_cgroup = enter_cgroup(cgroup)?;
-    let flags = nix::libc::CLONE_NEWNS
+    let user = if join_user {
+        nix::libc::CLONE_NEWUSER
+    } else {
+        0
+    };
+    let flags = user
+        | nix::libc::CLONE_NEWNS
         | nix::libc::CLONE_NEWPID
         | nix::libc::CLONE_NEWNET
         | nix::libc::CLONE_NEWIPC
