@@ -108,14 +108,30 @@ impl<'a> Container<'a> {
         args: &[&str],
         patch: impl FnOnce(&mut serde_json::Value),
     ) -> (String, std::thread::JoinHandle<String>) {
+        self.try_add_exec(exec_id, args, patch).expect("exec")
+    }
+
+    /// [`add_exec`](Self::add_exec), or the Exec RPC's error.
+    fn try_add_exec(
+        &self,
+        exec_id: &str,
+        args: &[&str],
+        patch: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<(String, std::thread::JoinHandle<String>), String> {
         let (stdout, reader) = self.fake.output_fifo(&format!("{}-{exec_id}", self.id));
         let mut request = self.fake.exec_request(&self.id, exec_id, args, &stdout);
         let spec = request.spec.as_mut().unwrap();
         let mut process: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
         patch(&mut process);
         spec.value = serde_json::to_vec(&process).unwrap();
-        self.shim.task.exec(ctx(), &request).expect("exec");
-        (stdout, reader)
+        match self.shim.task.exec(ctx(), &request) {
+            Ok(_) => Ok((stdout, reader)),
+            Err(e) => {
+                unblock_reader(&stdout);
+                let _ = reader.join();
+                Err(rpc_message(&e))
+            }
+        }
     }
 
     fn start_exec(&self, exec_id: &str) -> Result<u32, String> {
@@ -580,5 +596,96 @@ fn a_user_namespaced_root_is_unprivileged_on_the_host() {
         "a file the container's root made is host uid 100000's"
     );
     assert!(exec_pid > 0);
+    container.kill_and_delete();
+}
+
+/// `linux.personality`, `process.ioPriority` and `process.scheduler` reach the process (and
+/// what it runs), an exec gets the container's personality too.
+#[test]
+fn personality_io_priority_and_scheduler_are_applied() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("attrs");
+    let script = "uname -m; ionice -p $$; grep -E '^policy' /proc/self/sched | tr -d ' '; \
+                  cut -d' ' -f19 /proc/self/stat; exec sleep 100";
+    let mut spec = spec_running(script);
+    spec["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+    spec["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    spec["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "nice": 5});
+    let mut container = Container::create(&fake, "attrs", spec);
+    container.start();
+    let exec = container.exec("e1", &["/bin/uname", "-m"], None);
+    assert_eq!(exec, Ok((0, "i686\n".to_string())));
+    let output = container.output.take().unwrap();
+    container.kill_and_delete();
+    let output = output.join().unwrap();
+    assert_eq!(output, "i686\nbest-effort: prio 6\npolicy:3\n5\n");
+}
+
+/// `linux.timeOffsets` in a new time namespace: the container's boottime (and /proc/uptime)
+/// is a day ahead of the host's, for an exec as for the init.
+#[test]
+fn a_time_namespace_gets_its_offsets() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("timens");
+    let mut spec = spec_running("exec sleep 100");
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "time"}));
+    spec["linux"]["timeOffsets"] = serde_json::json!({"boottime": {"secs": 86400}});
+    let container = Container::create(&fake, "timens", spec);
+    container.start();
+    let host: f64 = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+    let (status, inside) = container
+        .exec("e1", &["/bin/cat", "/proc/uptime"], None)
+        .expect("exec");
+    assert_eq!(status, 0);
+    let inside = uptime(&inside);
+    assert!(
+        (86400.0..86400.0 + 600.0).contains(&(inside - host)),
+        "host uptime {host}, container uptime {inside}"
+    );
+    container.kill_and_delete();
+}
+
+fn uptime(text: &str) -> f64 {
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// An AppArmor profile or SELinux label this host cannot apply fails Create (and an exec),
+/// naming what is missing, rather than running the container unconfined.
+#[test]
+fn lsm_labels_the_host_cannot_apply_are_refused() {
+    if !require_root() {
+        return;
+    }
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.starts_with('Y'));
+    if apparmor {
+        eprintln!("skipped: AppArmor is enabled on this host");
+        return;
+    }
+    let fake = FakeContainerd::new("lsm");
+    let mut spec = spec_running("true");
+    spec["process"]["apparmorProfile"] = serde_json::json!("sibling-test-profile");
+    let err = Container::try_create(&fake, "lsm", &mut spec)
+        .err()
+        .expect("an AppArmor profile without AppArmor");
+    assert!(
+        err.contains("AppArmor is not enabled on this host"),
+        "{err}"
+    );
+    let container = Container::create(&fake, "lsm-exec", spec_running("exec sleep 100"));
+    container.start();
+    let err = container
+        .try_add_exec("e1", &["/bin/true"], |process| {
+            process["apparmorProfile"] = serde_json::json!("sibling-test-profile");
+        })
+        .expect_err("an exec with an AppArmor profile without AppArmor");
+    assert!(err.contains("AppArmor is not enabled"), "{err}");
     container.kill_and_delete();
 }

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::unistd::chdir;
-use oci_spec::runtime::{Linux, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Linux, LinuxPersonality, LinuxSeccomp, Process, Spec};
 
 use super::capabilities::{
     CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
@@ -24,10 +24,13 @@ use super::exec::{find_executable, path_variable};
 use super::fds::{install_stdio, reopen_dev_null};
 use super::hostname::set_host_and_domain_name;
 use super::in_root::RootDir;
+use super::lsm::{HostProc, apply_labels, asks_labels};
 use super::masks::{make_paths_readonly, mask_paths};
 use super::namespaces::{NamespaceKind, NamespacePlan};
 use super::pivot::pivot_into;
-use super::process_attrs::{set_no_new_privileges, set_umask};
+use super::process_attrs::{
+    set_io_priority, set_no_new_privileges, set_personality, set_scheduler, set_umask,
+};
 use super::rlimits::apply_rlimits;
 use super::rootfs::{
     make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
@@ -59,6 +62,14 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     install_stdio(stdio, false)?;
     let terminal = process.terminal().unwrap_or(false);
     // oomScoreAdj (and, in a new user namespace, the rlimits) came from the helper.
+    // The labels for execve, through the host's /proc while this process still sees it.
+    if asks_labels(process) {
+        let host_proc = HostProc::open().map_err(|errno| InitError::ReadHostFile {
+            path: "/proc".into(),
+            error: errno.into(),
+        })?;
+        apply_labels(process, &host_proc)?;
+    }
     // Before any mount: a spec asking for a capability we lack, or a bad seccomp profile,
     // fails without side effects.
     let (capabilities, mut warnings) = plan_capability_step(process)?;
@@ -70,7 +81,8 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     // root become read-only (/dev/console is bound over).
     let console = terminal.then(|| create_console(true)).transpose()?;
     configure_kernel_state(spec, &namespaces)?;
-    let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
+    let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
+    let late_seccomp = drop_privileges(process, personality, capabilities.as_ref(), seccomp)?;
     set_umask(process.user().umask());
     // After the switch to the container user, so the permission checks are the user's.
     enter_cwd(process.cwd())?;
@@ -82,7 +94,13 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
 
 /// Sets up an exec'd process, already in the container's namespaces, cgroup and root: the
 /// process-level steps of [`prepare`] (no mounts, no kernel state: those belong to the init).
-pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitError> {
+///
+/// `host_proc` is the host's /proc, opened by the helper before it joined the container.
+pub fn prepare_exec(
+    config: &ExecConfig,
+    stdio: [OwnedFd; 3],
+    host_proc: Option<HostProc>,
+) -> Result<Exec, InitError> {
     let process = &config.process;
     if !process.cwd().is_absolute() {
         let cwd = process.cwd().display();
@@ -92,6 +110,16 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
         return Err(invalid("process.args is empty"));
     }
     install_stdio(stdio, false)?;
+    match &host_proc {
+        Some(proc) => apply_labels(process, proc)?,
+        None if asks_labels(process) => {
+            return Err(invalid(
+                "the host's /proc is not available to apply LSM labels",
+            ));
+        }
+        None => {}
+    }
+    drop(host_proc);
     let console = process
         .terminal()
         .unwrap_or(false)
@@ -101,7 +129,12 @@ pub fn prepare_exec(config: &ExecConfig, stdio: [OwnedFd; 3]) -> Result<Exec, In
     let (capabilities, mut warnings) = plan_capability_step(process)?;
     let (seccomp, seccomp_warnings) = compile_seccomp(config.seccomp.as_ref())?;
     warnings.extend(seccomp_warnings);
-    let late_seccomp = drop_privileges(process, capabilities.as_ref(), seccomp)?;
+    let late_seccomp = drop_privileges(
+        process,
+        config.personality.as_ref(),
+        capabilities.as_ref(),
+        seccomp,
+    )?;
     set_umask(process.user().umask());
     enter_cwd(process.cwd())?;
     Ok(build_exec(process, warnings)?
@@ -230,11 +263,22 @@ fn configure_kernel_state(spec: &Spec, namespaces: &NamespacePlan) -> Result<(),
 /// runc does.
 fn drop_privileges(
     process: &Process,
+    personality: Option<&LinuxPersonality>,
     capabilities: Option<&CapabilityStep>,
     seccomp: Option<SeccompFilter>,
 ) -> Result<Option<SeccompFilter>, InitError> {
-    // Before the user switch: raising a hard limit needs CAP_SYS_RESOURCE.
+    // Before the user switch: raising a hard limit needs CAP_SYS_RESOURCE, a real-time
+    // scheduler or I/O class CAP_SYS_NICE.
     apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(io) = process.io_priority() {
+        set_io_priority(io)?;
+    }
+    if let Some(scheduler) = process.scheduler() {
+        set_scheduler(scheduler)?;
+    }
+    if let Some(personality) = personality {
+        set_personality(personality)?;
+    }
     let late_seccomp = if process.no_new_privileges() == Some(true) {
         set_no_new_privileges()?;
         seccomp
@@ -280,38 +324,13 @@ fn home_of(passwd: &str, uid: u32) -> Option<&str> {
 
 /// Spec fields this runtime does not apply yet, so that the daemon can say so.
 fn ignored_spec_fields(spec: &Spec) -> Vec<String> {
-    let process = spec.process().as_ref();
-    let linux = spec.linux().as_ref();
-    let fields = [
-        (
-            "linux.personality",
-            linux.is_some_and(|l| l.personality().is_some()),
-        ),
-        (
-            "linux.intelRdt",
-            linux.is_some_and(|l| l.intel_rdt().is_some()),
-        ),
-        (
-            "process.apparmorProfile",
-            process.is_some_and(|p| p.apparmor_profile().is_some()),
-        ),
-        (
-            "process.selinuxLabel",
-            process.is_some_and(|p| p.selinux_label().is_some()),
-        ),
-        (
-            "process.ioPriority",
-            process.is_some_and(|p| p.io_priority().is_some()),
-        ),
-        (
-            "process.scheduler",
-            process.is_some_and(|p| p.scheduler().is_some()),
-        ),
-    ];
-    fields
+    let intel_rdt = spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.intel_rdt().is_some());
+    intel_rdt
+        .then(|| "linux.intelRdt is not applied by this runtime yet".to_owned())
         .into_iter()
-        .filter(|(_, present)| *present)
-        .map(|(name, _)| format!("{name} is not applied by this runtime yet"))
         .collect()
 }
 

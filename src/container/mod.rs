@@ -16,6 +16,7 @@ pub mod fds;
 pub mod hostname;
 pub mod in_root;
 pub mod init;
+pub mod lsm;
 pub mod masks;
 pub mod mount_options;
 pub mod mountinfo;
@@ -31,7 +32,7 @@ pub mod sysctl;
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{LinuxPersonality, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 /// What a container init needs to set itself up, computed by the daemon before any fork.
@@ -55,4 +56,6 @@ pub struct ExecConfig {
     pub process: Process,
     /// The container's `linux.seccomp`: an exec'd process is confined like the init.
     pub seccomp: Option<LinuxSeccomp>,
+    /// The container's `linux.personality`, which execs get too.
+    pub personality: Option<LinuxPersonality>,
 }

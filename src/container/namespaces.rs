@@ -186,6 +186,9 @@ pub struct NamespacePlan {
     pub join: Vec<(NamespaceKind, PathBuf)>,
     /// The id maps when the container gets a new user namespace.
     pub id_mappings: Option<IdMappings>,
+    /// `linux.timeOffsets` of a new time namespace, as lines of `timens_offsets`
+    /// (`<clock> <secs> <nanosecs>`).
+    pub time_offsets: Vec<String>,
 }
 
 impl NamespacePlan {
@@ -195,9 +198,6 @@ impl NamespacePlan {
         let Some(linux) = spec.linux() else {
             return Ok(Self::default());
         };
-        if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) {
-            return Err(NamespaceError::Unsupported("linux.timeOffsets"));
-        }
         let mut plan = Self::default();
         let mut seen = Vec::new();
         for namespace in linux.namespaces().iter().flatten() {
@@ -218,6 +218,7 @@ impl NamespacePlan {
             }
         }
         plan.id_mappings = id_mappings(linux, plan.is_new(NamespaceKind::User))?;
+        plan.time_offsets = time_offsets(linux, plan.is_new(NamespaceKind::Time))?;
         plan.join.sort_by_key(|(kind, _)| join_order(*kind));
         Ok(plan)
     }
@@ -307,6 +308,35 @@ fn id_mappings(
         )),
         (false, false) => Ok(None),
     }
+}
+
+/// `linux.timeOffsets`: only with a new time namespace, only the clocks a time namespace
+/// offsets (monotonic, boottime).
+fn time_offsets(
+    linux: &oci_spec::runtime::Linux,
+    new_time_namespace: bool,
+) -> Result<Vec<String>, NamespaceError> {
+    let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if !new_time_namespace {
+        return Err(NamespaceError::Invalid(
+            "linux.timeOffsets are given but the container gets no new time namespace",
+        ));
+    }
+    let mut lines = Vec::new();
+    for (clock, offset) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(NamespaceError::Invalid(
+                "linux.timeOffsets names a clock other than monotonic and boottime",
+            ));
+        }
+        let secs = offset.secs().unwrap_or(0);
+        let nanos = offset.nanosecs().unwrap_or(0);
+        lines.push(format!("{clock} {secs} {nanos}"));
+    }
+    lines.sort();
+    Ok(lines)
 }
 
 fn open_namespace(kind: NamespaceKind, path: &PathBuf) -> Result<OwnedFd, NamespaceError> {
@@ -457,6 +487,7 @@ mod tests {
             new_flags: 0,
             join: vec![(NamespaceKind::Net, "/nonexistent/netns".into())],
             id_mappings: None,
+            time_offsets: Vec::new(),
         };
         let err = plan.join_all().unwrap_err();
         assert_eq!(

@@ -17,6 +17,7 @@ pub const RESOLVE_BENEATH: u64 = 0x08;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
 
 /// `struct open_how` (libc's is `#[non_exhaustive]`, so it cannot be built here).
 #[repr(C)]

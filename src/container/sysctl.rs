@@ -142,6 +142,7 @@ mod tests {
             new_flags: NamespaceKind::Net.clone_flag() | NamespaceKind::Ipc.clone_flag(),
             join: vec![(NamespaceKind::Uts, "/proc/1/ns/uts".into())],
             id_mappings: None,
+            time_offsets: Vec::new(),
         };
         for key in [
             "net.ipv4.ip_unprivileged_port_start",

@@ -173,7 +173,7 @@ impl ExecProcess {
         let request = SpawnRequest::Exec {
             config: Box::new(self.config.clone()),
             cgroup: task.cgroup.clone(),
-            join_user: task.user_namespace,
+            join_also: task.join_also,
         };
         let mut slot = self.io.lock().unwrap_or_else(|e| e.into_inner());
         let io = slot.insert(io);
@@ -255,6 +255,7 @@ impl Task {
                     exec_id: req.exec_id.clone(),
                     process,
                     seccomp: self.seccomp.clone(),
+                    personality: self.personality.clone(),
                 },
                 stage: Mutex::new(Stage::Added),
                 changed: Condvar::new(),

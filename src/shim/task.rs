@@ -13,7 +13,7 @@ use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
 use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
-use oci_spec::runtime::{LinuxSeccomp, Process as ProcessSpec, Spec};
+use oci_spec::runtime::{LinuxPersonality, LinuxSeccomp, Process as ProcessSpec, Spec};
 
 use super::error::TaskError;
 use super::exec::ExecProcess;
@@ -42,8 +42,11 @@ pub struct Task {
     pub cgroup: Option<Cgroup>,
     /// The spec's `linux.seccomp`, for the execs (confined like the init).
     pub seccomp: Option<LinuxSeccomp>,
-    /// Whether the container has a user namespace of its own (execs join it).
-    pub user_namespace: bool,
+    /// The spec's `linux.personality`, for the execs.
+    pub personality: Option<LinuxPersonality>,
+    /// The user and time namespaces the init has of its own, as clone flags: execs join
+    /// them (the others they always join).
+    pub join_also: u64,
     rootfs_target: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     held: Mutex<Option<Held>>,
@@ -110,7 +113,11 @@ impl Task {
             give_pipes_to(&child_stdio, uid, gid)?;
         }
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-        let user_namespace = namespaces.is_private(NamespaceKind::User);
+        let join_also = [NamespaceKind::User, NamespaceKind::Time]
+            .into_iter()
+            .filter(|kind| namespaces.is_private(*kind))
+            .fold(0, |flags, kind| flags | kind.clone_flag());
+        let personality = spec.linux().as_ref().and_then(|l| l.personality().clone());
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
@@ -140,7 +147,8 @@ impl Task {
             execs: Mutex::new(HashMap::new()),
             cgroup: acquired.cgroup.take(),
             seccomp,
-            user_namespace,
+            personality,
+            join_also,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
@@ -334,8 +342,8 @@ fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
 fn give_pipes_to(stdio: &[std::os::fd::OwnedFd; 3], uid: u32, gid: u32) -> Result<(), TaskError> {
     const PIPEFS_MAGIC: i64 = 0x5049_5045;
     for fd in stdio {
-        let on_pipefs = nix::sys::statfs::fstatfs(fd)
-            .is_ok_and(|s| s.filesystem_type().0 == PIPEFS_MAGIC);
+        let on_pipefs =
+            nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == PIPEFS_MAGIC);
         if on_pipefs {
             let owner = (
                 Some(nix::unistd::Uid::from_raw(uid)),
@@ -382,23 +390,11 @@ pub(super) fn refuse_unapplied_process_confinement(process: &ProcessSpec) -> Res
 }
 
 fn refuse_unapplied(process: Option<&ProcessSpec>) -> Result<(), TaskError> {
-    let is_set = |value: Option<&String>| value.is_some_and(|v| !v.is_empty());
-    let asked = [
-        (
-            "process.apparmorProfile",
-            is_set(process.and_then(|p| p.apparmor_profile().as_ref())),
-        ),
-        (
-            "process.selinuxLabel",
-            is_set(process.and_then(|p| p.selinux_label().as_ref())),
-        ),
-    ];
-    match asked.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(TaskError::unimplemented(format!(
-            "{field} is not supported by this runtime yet; refusing to run the container \
-             less confined than its spec asks"
+    match process.map(crate::container::lsm::check_host) {
+        Some(Err(reason)) => Err(TaskError::precondition(format!(
+            "{reason}; refusing to run the container less confined than its spec asks"
         ))),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 

@@ -52,8 +52,9 @@ pub enum SpawnRequest {
     Exec {
         config: Box<ExecConfig>,
         cgroup: Option<Cgroup>,
-        /// The init has a user namespace of its own, which the exec joins too (first).
-        join_user: bool,
+        /// `CLONE_NEWUSER` and/or `CLONE_NEWTIME` when the init has such a namespace of its
+        /// own, which the exec then joins too (joining one's own user namespace is an error).
+        join_also: u64,
     },
 }
 

@@ -24,7 +24,8 @@ use super::clone::{Cloned, clone_sibling, pidfd_send_signal};
 use super::protocol::{self, SpawnRequest, SyncMessage};
 use super::userns;
 use crate::container::cgroups::Cgroup;
-use crate::container::namespaces::NamespacePlan;
+use crate::container::lsm::HostProc;
+use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::container::process_attrs::set_oom_score_adj;
 use crate::container::rlimits::apply_rlimits;
 use crate::container::{ExecConfig, InitConfig};
@@ -123,6 +124,10 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
         Err(_) => exit_now(1),
     };
     let sync = fds.remove(0);
+    // For an exec's LSM labels: the host's /proc, before the container's replaces it.
+    let host_proc = matches!(request, SpawnRequest::Exec { .. })
+        .then(HostProc::open)
+        .and_then(Result::ok);
     let (entered, new_flags) = match &request {
         SpawnRequest::Init {
             namespaces,
@@ -131,16 +136,16 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
         } => (
             set_inherited_attributes(config.spec.process().as_ref(), namespaces)
                 .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
-            namespaces.new_flags,
+            clone_flags(namespaces),
         ),
         SpawnRequest::Exec {
             cgroup,
             config,
-            join_user,
+            join_also,
         } => match &init_pidfd {
             Some(pidfd) => (
                 set_inherited_attributes(Some(&config.process), &NamespacePlan::default())
-                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_user)),
+                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_also)),
                 0,
             ),
             None => exit_now(1),
@@ -177,8 +182,11 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                 exit_now(1)
             }
             match request {
-                SpawnRequest::Init { config, .. } => run_init(&config, sync, stdio),
-                SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio),
+                SpawnRequest::Init { config, .. } => {
+                    drop(host_proc);
+                    run_init(&config, sync, stdio)
+                }
+                SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio, host_proc),
             }
         }
         Ok(Cloned::Parent { pid, pidfd }) => {
@@ -219,7 +227,35 @@ fn enter_cgroup_and_namespaces(
 ) -> Result<Option<OwnedFd>, String> {
     let into_cgroup = enter_cgroup(cgroup)?;
     namespaces.join_all().map_err(|e| e.to_string())?;
+    if !namespaces.time_offsets.is_empty() {
+        create_time_namespace(&namespaces.time_offsets)?;
+    }
     Ok(into_cgroup)
+}
+
+/// The init's clone flags. A time namespace with offsets is not made by the clone: offsets
+/// can only be written before any process is in the namespace, so the helper makes it for its
+/// children ([`create_time_namespace`]) and the init is born into it.
+fn clone_flags(namespaces: &NamespacePlan) -> u64 {
+    let time = NamespaceKind::Time.clone_flag();
+    if namespaces.time_offsets.is_empty() {
+        namespaces.new_flags
+    } else {
+        namespaces.new_flags & !time
+    }
+}
+
+/// unshare(CLONE_NEWTIME) (the helper's next child goes into the new namespace) and writes
+/// the offsets while the namespace is still empty.
+fn create_time_namespace(offsets: &[String]) -> Result<(), String> {
+    let time = NamespaceKind::Time.clone_flag() as libc::c_int;
+    // SAFETY: unshare with one flag; it changes only this single-threaded helper.
+    if unsafe { libc::unshare(time) } == -1 {
+        return Err(format!("create a time namespace: {}", nix::Error::last()));
+    }
+    let text = offsets.join("\n") + "\n";
+    std::fs::write("/proc/self/timens_offsets", &text)
+        .map_err(|e| format!("write timens_offsets ({}): {e}", offsets.join(", ")))
 }
 
 fn enter_cgroup(cgroup: Option<&Cgroup>) -> Result<Option<OwnedFd>, String> {
@@ -255,15 +291,10 @@ fn set_inherited_attributes(
 fn enter_container_of(
     cgroup: Option<&Cgroup>,
     init_pidfd: &OwnedFd,
-    join_user: bool,
+    join_also: u64,
 ) -> Result<Option<OwnedFd>, String> {
     let into_cgroup = enter_cgroup(cgroup)?;
-    let user = if join_user {
-        nix::libc::CLONE_NEWUSER
-    } else {
-        0
-    };
-    let flags = user
+    let flags = join_also as libc::c_int
         | nix::libc::CLONE_NEWNS
         | nix::libc::CLONE_NEWPID
         | nix::libc::CLONE_NEWNET
@@ -287,8 +318,13 @@ fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
 }
 
 /// An exec'd process: the same sync steps after the process-level setup.
-fn run_exec(config: &ExecConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
-    let prepared = crate::container::init::prepare_exec(config, stdio);
+fn run_exec(
+    config: &ExecConfig,
+    sync: OwnedFd,
+    stdio: [OwnedFd; 3],
+    host_proc: Option<HostProc>,
+) -> ! {
+    let prepared = crate::container::init::prepare_exec(config, stdio, host_proc);
     run_prepared(prepared, sync)
 }
 
