@@ -689,3 +689,32 @@ fn lsm_labels_the_host_cannot_apply_are_refused() {
     assert!(err.contains("AppArmor is not enabled"), "{err}");
     container.kill_and_delete();
 }
+
+/// CVE-2019-19921 / CVE-2023-27561: an image whose /proc is a symlink must get no mount
+/// outside the rootfs, nor a /proc that is not procfs (where the kernel's protections and the
+/// masks would not hold). A link out of the rootfs to nothing is refused; a link to a
+/// directory of the image gets the procfs there, still masked, and the host is untouched.
+#[test]
+fn a_symlinked_proc_neither_escapes_the_rootfs_nor_loses_its_masks() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("procsym");
+    let escape = std::env::temp_dir().join(format!("sibling-escape-{}", std::process::id()));
+    let outside = format!("../../../../../../../..{}", escape.display());
+    plant_symlink(&fake, "procsym", "proc", &outside);
+    let script = "stat -f -c %T /proc/; wc -c < /proc/keys; grep -c ^Pid: /proc/self/status";
+    let err = Container::try_create(&fake, "procsym", &mut spec_running(script))
+        .err()
+        .expect("a /proc symlink to a missing directory is refused");
+    assert!(err.contains("mount point /proc"), "{err}");
+    assert!(
+        !escape.exists(),
+        "{} was created on the host",
+        escape.display()
+    );
+    plant_symlink(&fake, "procsym-in", "proc", "../../../../../tmp");
+    let container = Container::create(&fake, "procsym-in", spec_running(script));
+    let (status, output) = container.run();
+    assert_eq!((status, output.as_str()), (0, "proc\n0\n1\n"));
+}
