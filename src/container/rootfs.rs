@@ -10,7 +10,7 @@ use oci_spec::runtime::Mount;
 use super::error::InitError;
 use super::in_root::RootDir;
 use super::mountinfo::{MountInfo, parse_mountinfo};
-use super::mounts::{MountKind, mount_entry, plan_mount, remount_bind};
+use super::mounts::{MountKind, MountPlan, mount_entry, plan_mount, remount_bind};
 use super::namespaces::{NamespaceKind, NamespacePlan};
 
 /// What the mounts decided about `/dev` for the device step.
@@ -109,7 +109,7 @@ pub fn mount_all(
 ) -> Result<DevSetup, InitError> {
     let plans = mounts
         .iter()
-        .map(|m| plan_mount(m, bundle))
+        .map(|m| plan_mount(m, bundle).map(|plan| sysfs_in_user_namespace(plan, namespaces)))
         .collect::<Result<Vec<_>, _>>()?;
     let cgroupns = namespaces.is_private(NamespaceKind::Cgroup);
     let mut dev = DevSetup {
@@ -128,6 +128,22 @@ pub fn mount_all(
         mount_entry(root, plan, cgroupns, keep_writable)?;
     }
     Ok(dev)
+}
+
+/// sysfs belongs to a network namespace: a user namespace may mount it only with a network
+/// namespace of its own. Otherwise the host's /sys is bound instead (recursively, with the
+/// spec's flags applied by the remount), as runc does.
+fn sysfs_in_user_namespace(mut plan: MountPlan, namespaces: &NamespacePlan) -> MountPlan {
+    let user = namespaces.is_private(NamespaceKind::User);
+    if user
+        && !namespaces.is_new(NamespaceKind::Net)
+        && plan.kind == MountKind::Fresh("sysfs".into())
+    {
+        plan.kind = MountKind::Bind;
+        plan.source = Some(PathBuf::from("/sys"));
+        plan.options.flags |= MsFlags::MS_REC;
+    }
+    plan
 }
 
 /// Remounts `/dev` read-only (asked by the spec, deferred until the nodes were created).
