@@ -718,3 +718,25 @@ fn a_symlinked_proc_neither_escapes_the_rootfs_nor_loses_its_masks() {
     let (status, output) = container.run();
     assert_eq!((status, output.as_str()), (0, "proc\n0\n1\n"));
 }
+
+/// No fd of the shim, spawner or helper reaches a container process (CVE-2024-21626 class):
+/// the init and an exec see their stdio and the directory `ls` opened, nothing else.
+#[test]
+fn only_stdio_reaches_the_init_and_an_exec() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("fds");
+    let script = "ls /proc/self/fd | tr '\\n' ' '; exec sleep 100";
+    let mut container = Container::create(&fake, "fds", spec_running(script));
+    container.start();
+    let exec = container.exec(
+        "e1",
+        &["/bin/sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"],
+        None,
+    );
+    assert_eq!(exec, Ok((0, "0 1 2 3 ".to_string())));
+    let output = container.output.take().unwrap();
+    container.kill_and_delete();
+    assert_eq!(output.join().unwrap(), "0 1 2 3 ");
+}

@@ -21,6 +21,9 @@
 #   VM_ENV          space-separated names of host variables passed to the payload
 #                   (default: "CI SIBLING_ROOTFS SIBLING_IMAGE_TAR RUST_BACKTRACE RUST_LOG")
 #   VM_KERNEL_VERSION  e.g. 6.1.0-56-amd64 (default: what apt offers for linux-image-amd64)
+#   VM_APPEND       extra kernel command line (e.g. "loglevel=7" to see kernel messages)
+#   VM_CGROUP2_OPTS mount options of cgroup2 in the guest (default: systemd's,
+#                   nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot)
 #   VM_BOOT         vmlinux (default, PVH entry, faster under TCG) or vmlinuz
 #
 # First run: adds the bookworm-backports suite and installs qemu-system-x86 if it is missing,
@@ -236,7 +239,7 @@ QEMU_ARGS=(
     -accel tcg -m "$VM_MEMORY" -smp "$VM_CPUS" -nographic -no-reboot
     -nodefaults -serial "file:$RUN_DIR/console.log" -monitor none
     -kernel "$KERNEL" -initrd "$INITRD"
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all"
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all${VM_CGROUP2_OPTS:+ vm.cgroup2=$VM_CGROUP2_OPTS} ${VM_APPEND:-}"
     -fsdev "local,id=results,path=$RUN_DIR,security_model=none"
     -device "virtio-9p-pci,fsdev=results,mount_tag=results"
 )

@@ -15,8 +15,7 @@ if [ ! -e /vm/.stage2 ]; then
     exec switch_root /newroot /init
 fi
 
-t0=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)
-say() { echo "vm-init: $*" >/dev/console; }
+say() { echo "vm-init: [$(cut -d' ' -f1 /proc/uptime 2>/dev/null)] $*" >/dev/console; }
 fail() {
     say "FATAL: $*"
     [ -d /vm/results ] && echo "vm-init: $*" >>/vm/results/stderr
@@ -25,6 +24,7 @@ fail() {
 
 mkdir -p /proc /sys /dev /run /tmp /root /vm/results
 mount -t proc -o nosuid,nodev,noexec proc /proc
+t0=$(cut -d' ' -f1 /proc/uptime)
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /dev/mqueue
@@ -37,19 +37,26 @@ ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
-# Pure cgroup v2, as systemd mounts it.
-mount -t cgroup2 -o nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup ||
-    mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2"
+# Pure cgroup v2, with systemd's mount options (nsdelegate makes cgroup namespaces delegation
+# boundaries: no migration across them). `vm.cgroup2=OPTS` on the kernel command line
+# (VM_CGROUP2_OPTS on the host) replaces them.
+cg_opts=nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot
+for arg in $(cat /proc/cmdline); do
+    case $arg in vm.cgroup2=*) cg_opts=${arg#vm.cgroup2=} ;; esac
+done
+mount -t cgroup2 -o "$cg_opts" cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2 ($cg_opts)"
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || say "controller $c not enabled"
 done
 # Like a systemd host: mounts propagate (shared) unless a namespace says otherwise.
 mount --make-rshared /
 
+say "cgroup2 mounted, loading modules"
 for m in $(cat /vm/modules/order); do
     insmod "/vm/modules/$m" || fail "insmod $m failed"
 done
 
+say "modules loaded"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none results /vm/results ||
     fail "cannot mount the results share"
 i=0
@@ -78,7 +85,7 @@ say "payload starting"
 rc=$?
 t2=$(cut -d' ' -f1 /proc/uptime)
 say "payload exited with $rc"
-echo "kernel+init ${t0}s, mounts ${t1}s, payload end ${t2}s (guest uptime)" >/vm/results/timing
+echo "kernel ${t0}s, ready ${t1}s, payload end ${t2}s (guest uptime)" >/vm/results/timing
 echo "$rc" >/vm/results/rc
 sync
 umount /vm/results 2>/dev/null
