@@ -1110,3 +1110,70 @@ fn device_rules_of_the_spec_are_enforced_by_the_devices_cgroup() {
     start(&shim, id).expect("start");
     kill_delete_and_shut_down(&fake, &shim, id);
 }
+
+/// The file of `controller`'s v1 hierarchy for the container's cgroup `path`.
+fn v1_file(controller: &str, path: &str, file: &str) -> Option<String> {
+    cgroup_dirs(path)
+        .into_iter()
+        .find(|dir| {
+            dir.iter().any(|c| {
+                c.to_str()
+                    .is_some_and(|c| c.split(',').any(|n| n == controller))
+            })
+        })
+        .and_then(|dir| std::fs::read_to_string(dir.join(file)).ok())
+}
+
+/// Memory (limit, memory+swap, reservation, swappiness), cpuset and a blkio throttle reach
+/// the v1 files before the init runs.
+#[test]
+fn memory_cpuset_and_blkio_limits_reach_the_cgroup_files() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("limits");
+    let id = "limits";
+    let path = fake.cgroup_path(id);
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(path);
+    // Any block device will do for a throttle rule.
+    let device = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("dev")).ok())
+        .next()
+        .expect("a block device");
+    let (major, minor) = device.trim().split_once(':').unwrap();
+    spec["linux"]["resources"] = serde_json::json!({
+        "memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20, "swappiness": 10},
+        "cpu": {"cpus": "0", "mems": "0"},
+        "blockIO": {"throttleReadBpsDevice": [
+            {"major": major.parse::<i64>().unwrap(), "minor": minor.parse::<i64>().unwrap(),
+             "rate": 1048576}
+        ]},
+    });
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    let file = |controller, name| v1_file(controller, &path, name).map(|v| v.trim().to_string());
+    assert_eq!(
+        file("memory", "memory.limit_in_bytes").as_deref(),
+        Some("67108864")
+    );
+    assert_eq!(
+        file("memory", "memory.soft_limit_in_bytes").as_deref(),
+        Some("33554432")
+    );
+    assert_eq!(file("memory", "memory.swappiness").as_deref(), Some("10"));
+    if let Some(memsw) = file("memory", "memory.memsw.limit_in_bytes") {
+        assert_eq!(memsw, "134217728");
+    }
+    assert_eq!(file("cpuset", "cpuset.cpus").as_deref(), Some("0"));
+    assert_eq!(file("cpuset", "cpuset.mems").as_deref(), Some("0"));
+    let throttle = file("blkio", "blkio.throttle.read_bps_device").unwrap_or_default();
+    assert_eq!(throttle, format!("{} 1048576", device.trim()));
+    start(&shim, id).expect("start");
+    kill_delete_and_shut_down(&fake, &shim, id);
+}

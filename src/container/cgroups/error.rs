@@ -50,6 +50,10 @@ pub enum CgroupError {
         value: String,
         source: io::Error,
     },
+    /// A resource setting this host's cgroups cannot express.
+    Unsupported { what: &'static str },
+    /// A `linux.resources.unified` key that is not a plain cgroup file name.
+    InvalidUnifiedKey { key: String },
 }
 
 impl fmt::Display for CgroupError {
@@ -63,6 +67,13 @@ impl fmt::Display for CgroupError {
                 write!(f, "read own cgroup from {}: {source}", path.display())
             }
             Self::NoHierarchy => write!(f, "no cgroup v1 or cgroup2 mount in the mount table"),
+            Self::Unsupported { what } => write!(f, "{what} is not supported here"),
+            Self::InvalidUnifiedKey { key } => {
+                write!(
+                    f,
+                    "linux.resources.unified key {key:?} is not a cgroup file name"
+                )
+            }
             Self::InvalidPath { path, reason } => write!(f, "cgroupsPath {path:?}: {reason}"),
             Self::CreateDir { path, source } => {
                 write!(f, "create cgroup directory {}: {source}", path.display())
@@ -128,7 +139,9 @@ impl std::error::Error for CgroupError {
             | Self::InvalidPath { .. }
             | Self::NotUnified
             | Self::KillIncomplete { .. }
-            | Self::ControllerMissing { .. } => None,
+            | Self::ControllerMissing { .. }
+            | Self::Unsupported { .. }
+            | Self::InvalidUnifiedKey { .. } => None,
         }
     }
 }

@@ -16,11 +16,14 @@ mod error;
 mod files;
 mod freezer;
 mod hierarchy;
+mod hugetlb;
+mod io;
 mod kill;
 mod oom;
 mod path;
 mod resources;
 pub mod stats;
+mod unified;
 
 pub use cgroup::{Cgroup, CgroupDir};
 pub use devices::DeviceRules;

@@ -521,3 +521,109 @@ fn real_cgroup_create_join_kill_remove() {
     let membership = read(PathBuf::from("/proc/self/cgroup"));
     assert!(!membership.contains(&name));
 }
+
+fn resources(json: serde_json::Value) -> LinuxResources {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn memory_swap_reservation_and_tuning_on_v1() {
+    let root = TempDir::new("memory-v1");
+    let cgroup = Cgroup::create(&fake_hybrid(&root), &absolute("/ctr")).unwrap();
+    let dir = root.join("memory/ctr");
+    let files = [
+        "memory.limit_in_bytes",
+        "memory.memsw.limit_in_bytes",
+        "memory.soft_limit_in_bytes",
+        "memory.swappiness",
+        "memory.oom_control",
+    ];
+    touch_files(&dir, &files);
+    let spec = resources(serde_json::json!({"memory": {
+        "limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20,
+        "swappiness": 10, "disableOOMKiller": true
+    }}));
+    cgroup.apply_resources(&spec).unwrap();
+    assert_eq!(read(dir.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(read(dir.join("memory.memsw.limit_in_bytes")), "134217728");
+    assert_eq!(read(dir.join("memory.soft_limit_in_bytes")), "33554432");
+    assert_eq!(read(dir.join("memory.swappiness")), "10");
+    assert_eq!(read(dir.join("memory.oom_control")), "1");
+}
+
+#[test]
+fn memory_swap_is_swap_alone_on_v2() {
+    let root = TempDir::new("memory-v2");
+    let cgroup = Cgroup::create(&fake_unified(&root), &absolute("/ctr")).unwrap();
+    let dir = root.join("ctr");
+    touch_files(&dir, &["memory.max", "memory.swap.max", "memory.low"]);
+    let spec = resources(serde_json::json!({"memory": {
+        "limit": 64 << 20, "swap": 96 << 20, "reservation": 16 << 20
+    }}));
+    cgroup.apply_resources(&spec).unwrap();
+    assert_eq!(read(dir.join("memory.max")), "67108864");
+    assert_eq!(read(dir.join("memory.swap.max")), "33554432");
+    assert_eq!(read(dir.join("memory.low")), "16777216");
+    assert_eq!(resources::swap_to_v2(-1, Some(1)).unwrap(), "max");
+    assert!(
+        resources::swap_to_v2(1, Some(2)).is_err(),
+        "swap below the limit"
+    );
+    assert!(
+        resources::swap_to_v2(1, None).is_err(),
+        "swap without a limit"
+    );
+}
+
+#[test]
+fn cpuset_io_hugetlb_and_unified_on_v2() {
+    let root = TempDir::new("more-v2");
+    let cgroup = Cgroup::create(&fake_unified(&root), &absolute("/ctr")).unwrap();
+    let dir = root.join("ctr");
+    let files = [
+        "cpuset.cpus",
+        "cpuset.mems",
+        "io.weight",
+        "io.max",
+        "memory.high",
+    ];
+    touch_files(&dir, &files);
+    // No hugetlb in this cgroup's controllers: its limit is skipped, not an error.
+    fs::write(
+        dir.join("cgroup.controllers"),
+        "cpu cpuset io memory pids\n",
+    )
+    .unwrap();
+    let spec = resources(serde_json::json!({
+        "cpu": {"cpus": "0-1", "mems": "0"},
+        "blockIO": {
+            "weight": 500,
+            "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+        },
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+        "unified": {"memory.high": "50000000"},
+    }));
+    cgroup.apply_resources(&spec).unwrap();
+    assert_eq!(read(dir.join("cpuset.cpus")), "0-1");
+    assert_eq!(read(dir.join("cpuset.mems")), "0");
+    assert_eq!(read(dir.join("io.weight")), "default 4950");
+    assert_eq!(read(dir.join("io.max")), "254:0 rbps=1048576");
+    assert_eq!(read(dir.join("memory.high")), "50000000");
+    // With the controller, the limit is written.
+    fs::write(dir.join("cgroup.controllers"), "hugetlb\n").unwrap();
+    touch_files(&dir, &["hugetlb.2MB.max"]);
+    cgroup.apply_resources(&spec).unwrap();
+    assert_eq!(read(dir.join("hugetlb.2MB.max")), "0");
+    let bad = resources(serde_json::json!({"unified": {"../cgroup.procs": "1"}}));
+    let err = cgroup.apply_resources(&bad).unwrap_err().to_string();
+    assert!(err.contains("not a cgroup file name"), "{err}");
+}
+
+#[test]
+fn realtime_limits_are_refused_on_v2() {
+    let root = TempDir::new("rt-v2");
+    let cgroup = Cgroup::create(&fake_unified(&root), &absolute("/ctr")).unwrap();
+    let spec = resources(serde_json::json!({"cpu": {"realtimeRuntime": 950000}}));
+    let err = cgroup.apply_resources(&spec).unwrap_err().to_string();
+    assert!(err.contains("realtime"), "{err}");
+}
