@@ -1177,3 +1177,37 @@ fn memory_cpuset_and_blkio_limits_reach_the_cgroup_files() {
     start(&shim, id).expect("start");
     kill_delete_and_shut_down(&fake, &shim, id);
 }
+
+/// An OOM kill the init survives is published while the container runs (the kernel's
+/// notification, not the check before an exit).
+#[test]
+fn an_oom_kill_the_init_survives_is_reported_at_once() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("oomlive");
+    let id = "oomlive";
+    let mut spec = template_spec();
+    spec["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
+    // The subshell builds a 200 MB string and is killed; the init sleeps on.
+    let hog = "(x=$(head -c 200000000 /dev/zero | tr '\\0' a)); exec sleep 100";
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", hog]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let events = fake.events_for(id, 3);
+    assert_eq!(
+        topics(&events),
+        ["/tasks/create", "/tasks/start", "/tasks/oom"]
+    );
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::RUNNING));
+    kill_delete_and_shut_down(&fake, &shim, id);
+    // One TaskOOM for one kill: the check before the exit found nothing new.
+    let all = fake.events_for(id, 5);
+    let ooms = all.iter().filter(|e| e.topic == "/tasks/oom").count();
+    assert_eq!(ooms, 1, "{:?}", topics(&all));
+}

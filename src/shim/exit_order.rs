@@ -56,20 +56,23 @@ impl ExitOrder {
 
     /// Publishes TaskOOM if the kernel's OOM killer struck since the last report. Called before
     /// every TaskExit of the container, so the OOM event precedes the exit it caused.
-    pub fn publish_oom_if_any(&self, events: &EventQueue) {
-        let Some(oom) = &self.oom else { return };
+    /// Also called by the live OOM watcher; returns whether it published.
+    pub fn publish_oom_if_any(&self, events: &EventQueue) -> bool {
+        let Some(oom) = &self.oom else { return false };
         let mut reported = oom.reported.lock().unwrap_or_else(|e| e.into_inner());
         let now = oom.cgroup.oom_kills();
-        if now > *reported {
-            *reported = now;
-            events.publish(
-                TASK_OOM_EVENT_TOPIC,
-                Box::new(TaskOOM {
-                    container_id: oom.container_id.clone(),
-                    ..Default::default()
-                }),
-            );
+        if now <= *reported {
+            return false;
         }
+        *reported = now;
+        events.publish(
+            TASK_OOM_EVENT_TOPIC,
+            Box::new(TaskOOM {
+                container_id: oom.container_id.clone(),
+                ..Default::default()
+            }),
+        );
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

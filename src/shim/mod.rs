@@ -8,6 +8,7 @@ pub mod exec;
 pub mod exit_order;
 pub mod logger;
 pub mod manager;
+pub mod oom_watcher;
 pub mod options;
 pub mod process;
 pub mod reaper;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::container::cgroups::Hierarchies;
 use error::TaskError;
 use events::EventQueue;
+use oom_watcher::OomWatcher;
 use reaper::Exits;
 use spawner_slot::SpawnerSlot;
 use task::Task;
@@ -51,6 +53,8 @@ pub struct Daemon {
     pub exits: Arc<Exits>,
     pub events: EventQueue,
     pub hierarchies: Hierarchies,
+    /// Live TaskOOM for every container with a memory cgroup.
+    pub oom: OomWatcher,
     tasks: Mutex<Tasks>,
     shutdown_requested: AtomicBool,
 }
@@ -79,6 +83,7 @@ impl Daemon {
             namespace,
             spawner,
             exits,
+            oom: OomWatcher::new(events.clone()),
             events,
             hierarchies,
             tasks: Mutex::new(Tasks::default()),
@@ -113,10 +118,14 @@ impl Daemon {
     }
 
     pub fn insert(&self, task: Arc<Task>) {
+        if let Some(cgroup) = &task.cgroup {
+            self.oom.watch(&task.id, cgroup, &task.order);
+        }
         self.tasks().ready.insert(task.id.clone(), task);
     }
 
     pub fn remove(&self, id: &str) {
+        self.oom.unwatch(id);
         self.tasks().ready.remove(id);
     }
 
