@@ -50,20 +50,23 @@ test: build rootfs image
 		$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS) $(TEST_ARGS)
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml
+	$(MAKE) test-cgroup-v2
 
-# The protocol tests that touch cgroups, in a throwaway qemu VM whose host is pure cgroup v2
-# (these machines are hybrid v1; see scripts/vm/cgroup-v2-vm.sh). The first run installs
+# The protocol and security tests in a throwaway qemu VM whose host is pure cgroup v2 (these
+# machines are hybrid v1; see scripts/vm/cgroup-v2-vm.sh). The first run installs
 # qemu-system-x86 from bookworm-backports and downloads a Debian kernel into build/vm/.
-# CGROUP_V2_TESTS picks tests by exact name (`all`: every protocol test); VM_* variables tune
-# the VM (VM_VERBOSE=1 shows its console).
-CGROUP_V2_TESTS ?=
+# CGROUP_V2_TESTS picks tests by exact name (default `all`); VM_* variables tune the VM
+# (VM_VERBOSE=1 shows its console). `make test` runs it.
+CGROUP_V2_TESTS ?= all
 .PHONY: test-cgroup-v2
 test-cgroup-v2: rootfs
-	@bin=$$($(CARGO) test --release --no-run --test protocol --message-format=json | \
-		sed -n 's|.*"executable":"\([^"]*/protocol-[^"/]*\)".*|\1|p' | tail -n1); \
-	[ -x "$$bin" ] || { echo "test-cgroup-v2: no protocol test binary" >&2; exit 1; }; \
-	CI=true SIBLING_ROOTFS=$(ROOTFS) scripts/vm/cgroup-v2-vm.sh \
-		tests/vm/cgroup-v2-protocol.sh "$$bin" $(CGROUP_V2_TESTS)
+	@bins=$$($(CARGO) test --release --no-run --test protocol --test security \
+		--message-format=json | \
+		grep -o '"executable":"[^"]*/\(protocol\|security\)-[^"/]*"' | cut -d'"' -f4); \
+	[ -n "$$bins" ] || { echo "test-cgroup-v2: no test binaries" >&2; exit 1; }; \
+	CI=true SIBLING_ROOTFS=$(ROOTFS) scripts/vm/cgroup-v2-vm.sh bash -c \
+		'rc=0; for bin; do tests/vm/cgroup-v2-protocol.sh "$$bin" $(CGROUP_V2_TESTS) || rc=1; done; exit $$rc' \
+		cgroup-v2 $$bins
 
 # Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another
 # runtime (e.g. io.containerd.runc.v2) to compare.

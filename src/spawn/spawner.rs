@@ -158,7 +158,6 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             exit_now(1);
         }
     };
-    drop(init_pidfd);
     let id_maps = match &request {
         SpawnRequest::Init { namespaces, .. } => namespaces.id_mappings.as_ref(),
         SpawnRequest::Exec { .. } => None,
@@ -175,6 +174,15 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             // A host cgroup directory: nothing the container's process may hold, even until
             // execve (CVE-2024-21626 leaked one through the cwd).
             drop(into_cgroup);
+            // Now in the container's cgroup: its cgroup namespace can be joined (see
+            // `enter_container_of`), and the init's pidfd is not the container's to keep.
+            if let Some(pidfd) = init_pidfd {
+                if let Err(error) = join_cgroup_namespace(&pidfd) {
+                    fail(&sync, error);
+                    exit_now(1)
+                }
+                drop(pidfd);
+            }
             if let Some(gate) = gate
                 && let Err(error) = userns::wait_for_maps(gate)
             {
@@ -190,6 +198,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             }
         }
         Ok(Cloned::Parent { pid, pidfd }) => {
+            drop(init_pidfd);
             if let (Some(maps), Some(gate)) = (id_maps, gate) {
                 drop(gate.wait);
                 if let Err(error) = userns::write_maps(pid, maps, gate.open) {
@@ -287,7 +296,11 @@ fn set_inherited_attributes(
 }
 
 /// For an exec: the container's cgroup first (through host paths, which the container's mount
-/// namespace hides), then every namespace of the init at once through its pidfd.
+/// namespace hides), then every namespace of the init at once through its pidfd, but the
+/// cgroup namespace: the exec process joins that itself once cloned into the cgroup
+/// ([`join_cgroup_namespace`]). With cgroup2's `nsdelegate` (systemd always mounts it so),
+/// `clone3(CLONE_INTO_CGROUP)` from inside the container's cgroup namespace fails with ENOENT:
+/// the helper's own cgroup lies outside that namespace's root.
 fn enter_container_of(
     cgroup: Option<&Cgroup>,
     init_pidfd: &OwnedFd,
@@ -299,8 +312,7 @@ fn enter_container_of(
         | nix::libc::CLONE_NEWPID
         | nix::libc::CLONE_NEWNET
         | nix::libc::CLONE_NEWIPC
-        | nix::libc::CLONE_NEWUTS
-        | nix::libc::CLONE_NEWCGROUP;
+        | nix::libc::CLONE_NEWUTS;
     // SAFETY: setns on a pidfd we own; it changes only this single-threaded helper.
     if unsafe { nix::libc::setns(init_pidfd.as_raw_fd(), flags) } == -1 {
         let errno = nix::Error::last();
@@ -309,6 +321,17 @@ fn enter_container_of(
         ));
     }
     Ok(into_cgroup)
+}
+
+/// An exec process, just cloned into the container's cgroup, joins the init's cgroup
+/// namespace (its root is then the container's cgroup, as for the init).
+fn join_cgroup_namespace(init_pidfd: &OwnedFd) -> Result<(), String> {
+    // SAFETY: setns on a pidfd we own; it changes only this single-threaded process.
+    if unsafe { libc::setns(init_pidfd.as_raw_fd(), libc::CLONE_NEWCGROUP) } == -1 {
+        let errno = nix::Error::last();
+        return Err(format!("join the container's cgroup namespace: {errno}"));
+    }
+    Ok(())
 }
 
 /// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
