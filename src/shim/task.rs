@@ -429,8 +429,8 @@ fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskE
         let rules = resources.devices().as_deref().unwrap_or_default();
         match cgroup.apply_device_rules(rules) {
             Ok(DeviceRules::NotEnforced) => log::warn!(
-                "{id}: device rules are not enforced: no v1 devices hierarchy, and the cgroup2 \
-                 device program is not implemented yet"
+                "{id}: device rules are not enforced: neither a v1 devices hierarchy nor a \
+                 cgroup2 directory for the container"
             ),
             Ok(_) => {}
             Err(e) => {

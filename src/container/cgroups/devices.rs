@@ -6,11 +6,12 @@
 //! and `mknod` of any device, which grants no access by itself), as runc does. runc also allows
 //! `/dev/net/tun` by default; nothing in the spec asks for it, so it is not allowed here.
 //!
-//! On cgroup2 device access is an eBPF program attached to the cgroup; that is not written yet
-//! (see `Cgroup::apply_device_rules`).
+//! On cgroup2 device access is an eBPF program attached to the cgroup, built from the same
+//! rules (`device_program`).
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+use super::device_program::{self, DeviceRule};
 use super::resources::write_resource;
 use super::{Cgroup, CgroupError};
 
@@ -33,7 +34,7 @@ const PTS: (char, Option<i64>, Option<i64>, &str) = ('c', Some(136), None, "rwm"
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeviceRules {
     Applied,
-    /// There are rules but no v1 devices hierarchy: not enforced (cgroup2 needs eBPF).
+    /// There are rules but neither a v1 devices hierarchy nor a cgroup2 directory.
     NotEnforced,
     /// The spec has no rules: nothing to do.
     None,
@@ -49,7 +50,7 @@ impl Cgroup {
             return Ok(DeviceRules::None);
         }
         let Some(dir) = self.v1_dir("devices") else {
-            return Ok(DeviceRules::NotEnforced);
+            return self.attach_device_program(rules);
         };
         for rule in rules {
             let Some(line) = rule_line(rule) else {
@@ -71,6 +72,70 @@ impl Cgroup {
         }
         Ok(DeviceRules::Applied)
     }
+}
+
+impl Cgroup {
+    /// cgroup2: the spec's rules and the defaults as one eBPF program on the cgroup.
+    fn attach_device_program(
+        &self,
+        rules: &[LinuxDeviceCgroup],
+    ) -> Result<DeviceRules, CgroupError> {
+        let Some(dir) = self.unified_dir() else {
+            return Ok(DeviceRules::NotEnforced);
+        };
+        let defaults =
+            DEFAULT_ALLOWED
+                .into_iter()
+                .chain([PTS])
+                .map(|(kind, major, minor, access)| DeviceRule {
+                    allow: true,
+                    kind: Some(kind),
+                    major: major.map(|n| n as u32),
+                    minor: minor.map(|n| n as u32),
+                    access: access.into(),
+                });
+        let all: Vec<DeviceRule> = rules
+            .iter()
+            .filter_map(program_rule)
+            .chain(defaults)
+            .collect();
+        let fd = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|errno| CgroupError::OpenDir {
+            path: dir.to_owned(),
+            source: errno.into(),
+        })?;
+        device_program::attach(&device_program::build(&all), &fd)
+            .map_err(|reason| CgroupError::DeviceProgram { reason })?;
+        Ok(DeviceRules::Applied)
+    }
+}
+
+/// A spec rule for the cgroup2 program; None for FIFOs (not devices to the kernel).
+fn program_rule(rule: &LinuxDeviceCgroup) -> Option<DeviceRule> {
+    let kind = match rule.typ().unwrap_or_default() {
+        LinuxDeviceType::A => None,
+        LinuxDeviceType::B => Some('b'),
+        LinuxDeviceType::C | LinuxDeviceType::U => Some('c'),
+        LinuxDeviceType::P => return None,
+    };
+    let number = |n: Option<i64>| n.filter(|n| *n >= 0).map(|n| n as u32);
+    Some(DeviceRule {
+        allow: rule.allow(),
+        kind,
+        major: number(rule.major()),
+        minor: number(rule.minor()),
+        access: rule
+            .access()
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "rwm".into()),
+    })
 }
 
 /// The v1 line for a spec rule; None for a type the controller does not know (FIFOs).

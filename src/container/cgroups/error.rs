@@ -52,6 +52,8 @@ pub enum CgroupError {
     },
     /// A resource setting this host's cgroups cannot express.
     Unsupported { what: &'static str },
+    /// Loading or attaching the cgroup2 device program failed.
+    DeviceProgram { reason: String },
     /// A `linux.resources.unified` key that is not a plain cgroup file name.
     InvalidUnifiedKey { key: String },
 }
@@ -68,6 +70,7 @@ impl fmt::Display for CgroupError {
             }
             Self::NoHierarchy => write!(f, "no cgroup v1 or cgroup2 mount in the mount table"),
             Self::Unsupported { what } => write!(f, "{what} is not supported here"),
+            Self::DeviceProgram { reason } => write!(f, "device rules on cgroup2: {reason}"),
             Self::InvalidUnifiedKey { key } => {
                 write!(
                     f,
@@ -141,6 +144,7 @@ impl std::error::Error for CgroupError {
             | Self::KillIncomplete { .. }
             | Self::ControllerMissing { .. }
             | Self::Unsupported { .. }
+            | Self::DeviceProgram { .. }
             | Self::InvalidUnifiedKey { .. } => None,
         }
     }

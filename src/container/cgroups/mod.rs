@@ -11,6 +11,7 @@
 //! Every root comes from the mount table text, so tests run on a temporary directory.
 
 mod cgroup;
+mod device_program;
 mod devices;
 mod error;
 mod files;
