@@ -1252,3 +1252,52 @@ fn an_oom_kill_the_init_survives_is_reported_at_once() {
     let ooms = all.iter().filter(|e| e.topic == "/tasks/oom").count();
     assert_eq!(ooms, 1, "{:?}", topics(&all));
 }
+
+/// The pids limit is enforced: forks beyond it fail inside the container.
+#[test]
+fn the_pids_limit_stops_forks() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("pids");
+    let id = "pids";
+    let mut spec = template_spec();
+    spec["linux"]["resources"] = serde_json::json!({"pids": {"limit": 4}});
+    // The shell, a subshell and two sleeps fit; the third sleep's fork fails (which ends the
+    // subshell), and the init goes on with the two sleeps left.
+    let script = "(for i in 1 2 3 4 5; do sleep 100 & done) 2>&1; echo forked; exec sleep 100";
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, lines) = fake.output_lines("pids-stdout");
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let mut output = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) {
+        let done = line == "forked";
+        output.push(line);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        output,
+        [
+            "/bin/sh: can't fork: Resource temporarily unavailable",
+            "forked"
+        ]
+    );
+    let current = cgroup_dirs(&fake.cgroup_path(id))
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("pids.current")).ok())
+        .unwrap_or_default();
+    assert_eq!(
+        current.trim(),
+        "3",
+        "pids in the cgroup: the init and two sleeps"
+    );
+    kill_delete_and_shut_down(&fake, &shim, id);
+}
