@@ -65,8 +65,7 @@ impl<'a> Container<'a> {
                 output: Some(reader),
             }),
             Err(e) => {
-                unblock_reader(&stdout);
-                let _ = reader.join();
+                abandon_reader(&stdout, reader);
                 let message = rpc_message(&e);
                 assert_released(fake, id);
                 shim.shutdown_and_wait();
@@ -127,8 +126,7 @@ impl<'a> Container<'a> {
         match self.shim.task.exec(ctx(), &request) {
             Ok(_) => Ok((stdout, reader)),
             Err(e) => {
-                unblock_reader(&stdout);
-                let _ = reader.join();
+                abandon_reader(&stdout, reader);
                 Err(rpc_message(&e))
             }
         }
@@ -167,8 +165,7 @@ impl<'a> Container<'a> {
                 Ok((status.exit_status, reader.join().unwrap()))
             }
             Err(message) => {
-                unblock_reader(&stdout);
-                let _ = reader.join();
+                abandon_reader(&stdout, reader);
                 Err(message)
             }
         };
@@ -179,6 +176,18 @@ impl<'a> Container<'a> {
         };
         self.shim.task.delete(ctx(), &delete).expect("delete exec");
         result
+    }
+
+    /// Waits (up to 20 s, inside the container) until the init's script created
+    /// `/tmp/printed`: everything it printed before is then in its stdout.
+    fn wait_until_printed(&self) {
+        let script = "timeout 20 sh -c 'until [ -e /tmp/printed ]; do usleep 10000; done'";
+        let waited = self.exec("printed", &["/bin/sh", "-c", script], None);
+        assert_eq!(
+            waited,
+            Ok((0, String::new())),
+            "the init never finished printing"
+        );
     }
 
     /// SIGKILL (if still running), Delete, check nothing is left, stop the shim.
@@ -204,14 +213,17 @@ impl<'a> Container<'a> {
     }
 }
 
-/// Ends a FIFO reader whose writer may never have come: opening the FIFO for writing (without
-/// blocking, as the reader may be gone already) and closing it gives the reader end-of-file.
-fn unblock_reader(fifo: &str) {
+/// Lets go of a FIFO reader whose writer may never come (the RPC failed before the shim
+/// opened the FIFO). Opening the FIFO for writing without blocking ends a reader already
+/// waiting in open(2); one that is not there yet would wait forever, so the thread is not
+/// joined: it ends with the test process.
+fn abandon_reader(fifo: &str, reader: std::thread::JoinHandle<String>) {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(fifo);
+    drop(reader);
 }
 
 /// Nothing of the container is left: no mount under the test dir, no cgroup.
@@ -257,7 +269,9 @@ fn seccomp_denies_with_the_configured_errno_after_no_new_privs() {
     }
     let fake = FakeContainerd::new("seccomp-nnp");
     // The template sets noNewPrivileges: the filter is loaded just before execve.
-    let mut spec = spec_running(&format!("{MKDIR_AND_CHMOD}; exec sleep 100"));
+    let mut spec = spec_running(&format!(
+        "{MKDIR_AND_CHMOD}; touch /tmp/printed; exec sleep 100"
+    ));
     spec["linux"]["seccomp"] = mkdir_enosys_profile();
     let mut container = Container::create(&fake, "seccomp-nnp", spec);
     container.start();
@@ -267,6 +281,7 @@ fn seccomp_denies_with_the_configured_errno_after_no_new_privs() {
         .expect("exec");
     assert_eq!(status, 0);
     assert_mkdir_and_chmod_filtered(&output);
+    container.wait_until_printed();
     let output = container.output.take().unwrap();
     container.kill_and_delete();
     assert_mkdir_and_chmod_filtered(&output.join().unwrap());
@@ -608,7 +623,7 @@ fn personality_io_priority_and_scheduler_are_applied() {
     }
     let fake = FakeContainerd::new("attrs");
     let script = "uname -m; ionice -p $$; grep -E '^policy' /proc/self/sched | tr -d ' '; \
-                  cut -d' ' -f19 /proc/self/stat; exec sleep 100";
+                  cut -d' ' -f19 /proc/self/stat; touch /tmp/printed; exec sleep 100";
     let mut spec = spec_running(script);
     spec["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
     spec["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
@@ -617,6 +632,7 @@ fn personality_io_priority_and_scheduler_are_applied() {
     container.start();
     let exec = container.exec("e1", &["/bin/uname", "-m"], None);
     assert_eq!(exec, Ok((0, "i686\n".to_string())));
+    container.wait_until_printed();
     let output = container.output.take().unwrap();
     container.kill_and_delete();
     let output = output.join().unwrap();
@@ -727,7 +743,7 @@ fn only_stdio_reaches_the_init_and_an_exec() {
         return;
     }
     let fake = FakeContainerd::new("fds");
-    let script = "ls /proc/self/fd | tr '\\n' ' '; exec sleep 100";
+    let script = "ls /proc/self/fd | tr '\\n' ' '; touch /tmp/printed; exec sleep 100";
     let mut container = Container::create(&fake, "fds", spec_running(script));
     container.start();
     let exec = container.exec(
@@ -736,6 +752,7 @@ fn only_stdio_reaches_the_init_and_an_exec() {
         None,
     );
     assert_eq!(exec, Ok((0, "0 1 2 3 ".to_string())));
+    container.wait_until_printed();
     let output = container.output.take().unwrap();
     container.kill_and_delete();
     assert_eq!(output.join().unwrap(), "0 1 2 3 ");
