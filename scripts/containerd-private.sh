@@ -117,8 +117,13 @@ shim_ns_id() {
 
 # The shim socket name is sha256("<containerd address>/<namespace>/<id>") under
 # /run/containerd/s (containerd's runtime/v2/shim SocketAddress).
+# A sibling daemon names its socket in argv (-socket unix://PATH): that wins.
 shim_socket_of() {
-    local ns id
+    local ns id arg prev=""
+    while IFS= read -r arg; do
+        if [ "$prev" = -socket ]; then echo "${arg#unix://}"; return 0; fi
+        prev=$arg
+    done < <({ tr '\0' '\n' <"/proc/$1/cmdline"; } 2>/dev/null)
     read -r ns id < <(shim_ns_id "$1") || return 0
     echo "/run/containerd/s/$(printf '%s' "$sock/$ns/$id" | sha256sum | cut -d' ' -f1)"
 }
@@ -227,6 +232,11 @@ kill_shims() {
         # Killing an earlier shim's children may already have ended this one (its spawner).
         if ! read -r ns id < <(shim_ns_id "$pid"); then continue; fi
         socket=$(shim_socket_of "$pid")
+        # A sibling daemon stops its containers and gives up its shared slot on SIGTERM.
+        if { tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qxF -- -socket; then
+            kill -TERM "$pid" 2>/dev/null || true
+            if wait_gone "$pid" 100; then continue; fi
+        fi
         echo "containerd-private: killing leftover shim $pid ($ns/$id)" >&2
         for child in $(children_of "$pid"); do kill -KILL "$child" 2>/dev/null || true; done
         for child in $(children_of "$pid"); do wait_gone "$child" 50 || true; done

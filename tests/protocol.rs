@@ -1306,3 +1306,192 @@ fn the_pids_limit_stops_forks() {
     );
     kill_delete_and_shut_down(&fake, &shim, id);
 }
+
+/// The shared-shim slot directory of the daemon at `address` (src/shim/shared.rs).
+fn slot_dir(address: &str) -> PathBuf {
+    let socket = Path::new(address.trim_start_matches("unix://"));
+    Path::new("/run/sibling/shared").join(socket.file_name().expect("socket name"))
+}
+
+/// A started container running `args`, in whatever daemon `start` picks under `env`.
+fn start_shared(fake: &FakeContainerd, id: &str, args: &[&str], env: &[(&str, &str)]) -> Shim {
+    let bundle = fake.bundle(id, "echo", args);
+    let shim = fake.start_shim_with(id, &bundle, env);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    shim
+}
+
+#[test]
+fn containers_outside_pods_share_a_daemon_up_to_its_limit() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-limit");
+    let env = [
+        ("SIBLING_CONTAINERS_PER_SHIM", "2"),
+        ("SIBLING_IDLE_SHIM_SECONDS", "0"),
+    ];
+    let sleep = ["/bin/sleep", "100"];
+    let a = start_shared(&fake, "shared-a", &sleep, &env);
+    let b = start_shared(&fake, "shared-b", &sleep, &env);
+    let c = start_shared(&fake, "shared-c", &sleep, &env);
+    assert_eq!(a.address, b.address, "a and b share a daemon");
+    assert_eq!(a.shim_pid(), b.shim_pid());
+    assert_ne!(
+        a.address, c.address,
+        "the third container is over the limit of 2"
+    );
+    assert_ne!(a.shim_pid(), c.shim_pid());
+    // Every init is a direct child of the daemon that serves it.
+    let inits = |shim: &Shim, ids: &[&str]| -> Vec<u32> {
+        ids.iter().map(|id| state(shim, id).pid).collect()
+    };
+    let mut children = children_of(a.shim_pid());
+    children.sort();
+    for pid in inits(&a, &["shared-a", "shared-b"]) {
+        assert!(
+            children.contains(&pid),
+            "init {pid} not a child of the shared daemon"
+        );
+    }
+
+    // With b still there, Delete and Shutdown of a leave the daemon serving.
+    let kill = |shim: &Shim, id: &str| {
+        let req = KillRequest {
+            id: id.into(),
+            signal: 9,
+            ..Default::default()
+        };
+        shim.task.kill(ctx(), &req).expect("kill");
+        assert_eq!(wait(shim, id).exit_status, 137);
+        delete(shim, id).expect("delete");
+    };
+    kill(&a, "shared-a");
+    let _ = a.task.shutdown(ctx(), &ShutdownRequest::default());
+    assert_eq!(
+        state(&b, "shared-b").status.enum_value(),
+        Ok(Status::RUNNING)
+    );
+    let a_bundle = fake.dir.join("bundles/shared-a");
+    assert_eq!(mounts_under(&a_bundle), Vec::<String>::new(), "a's rootfs");
+
+    // b was the shared daemon's last container: with no idle time it goes at Shutdown.
+    kill(&b, "shared-b");
+    b.shutdown_and_wait();
+    assert!(!slot_dir(&b.address).exists(), "slot directory left");
+    assert!(
+        !Path::new(b.address.trim_start_matches("unix://")).exists(),
+        "socket left"
+    );
+    kill_delete_and_shut_down(&fake, &c, "shared-c");
+    assert!(!slot_dir(&c.address).exists(), "slot directory left");
+}
+
+#[test]
+fn an_idle_shared_daemon_serves_the_next_container_then_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-idle");
+    // Long enough that the second container surely finds the daemon still there.
+    let env = [("SIBLING_IDLE_SHIM_SECONDS", "5")];
+    let first = start_shared(&fake, "idle-1", &["/bin/sh", "-c", "exit 3"], &env);
+    assert_eq!(wait(&first, "idle-1").exit_status, 3);
+    delete(&first, "idle-1").expect("delete");
+    let pid = first.shim_pid();
+    first
+        .task
+        .shutdown(ctx(), &ShutdownRequest::default())
+        .expect("shutdown answers: the daemon stays for its idle time");
+
+    let second = start_shared(&fake, "idle-2", &["/bin/sh", "-c", "exit 4"], &env);
+    assert_eq!(second.address, first.address);
+    assert_eq!(
+        second.shim_pid(),
+        pid,
+        "the idle daemon served the next container"
+    );
+    assert_eq!(wait(&second, "idle-2").exit_status, 4);
+    delete(&second, "idle-2").expect("delete");
+    assert_released(&fake, "idle-2");
+
+    // Idle again: it exits by itself after its idle time, with its socket and slot.
+    let pidfd = pidfd_open(pid).expect("daemon pidfd");
+    let _ = second.task.shutdown(ctx(), &ShutdownRequest::default());
+    assert!(
+        wait_pidfd(&pidfd, Duration::from_secs(20)),
+        "idle daemon {pid} did not exit"
+    );
+    assert!(!slot_dir(&second.address).exists(), "slot directory left");
+    assert!(
+        !Path::new(second.address.trim_start_matches("unix://")).exists(),
+        "socket left"
+    );
+    let events = fake.events();
+    let deletes = events.iter().filter(|e| e.topic == "/tasks/delete").count();
+    assert_eq!(
+        deletes,
+        2,
+        "one TaskDelete per container: {:?}",
+        topics(&events)
+    );
+}
+
+/// A daemon with no container left exits at once (idle time 0) while new containers keep
+/// arriving: every `start` must land on a daemon that will serve its Create.
+#[test]
+fn starts_racing_a_retiring_shared_daemon_never_lose_a_container() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-race");
+    let env = [
+        ("SIBLING_CONTAINERS_PER_SHIM", "3"),
+        ("SIBLING_IDLE_SHIM_SECONDS", "0"),
+    ];
+    let daemons = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    std::thread::scope(|scope| {
+        for worker in 0..6 {
+            let (fake, env, daemons) = (&fake, &env, &daemons);
+            scope.spawn(move || {
+                for round in 0..4 {
+                    let id = format!("race-{worker}-{round}");
+                    let code = worker * 10 + round;
+                    let script = format!("exit {code}");
+                    let shim = start_shared(fake, &id, &["/bin/sh", "-c", &script], env);
+                    let pid = shim.shim_pid();
+                    if let Some(pidfd) = pidfd_open(pid) {
+                        let address = shim.address.clone();
+                        daemons
+                            .lock()
+                            .unwrap()
+                            .entry(pid)
+                            .or_insert((pidfd, address));
+                    }
+                    assert_eq!(wait(&shim, &id).exit_status, code as u32, "{id}");
+                    delete(&shim, &id).expect("delete");
+                    let _ = shim.task.shutdown(ctx(), &ShutdownRequest::default());
+                }
+            });
+        }
+    });
+    // Every daemon that served them is gone, and then so is every slot they had (a slot given
+    // up may have been taken again by a later daemon: look once all are gone).
+    let daemons = daemons.into_inner().unwrap();
+    for (pid, (pidfd, _)) in &daemons {
+        assert!(
+            wait_pidfd(pidfd, Duration::from_secs(10)),
+            "daemon {pid} stayed"
+        );
+    }
+    for (_, address) in daemons.values() {
+        assert!(!slot_dir(address).exists(), "slot of {address} left");
+    }
+    let events = fake.events();
+    let exits = events.iter().filter(|e| e.topic == "/tasks/exit").count();
+    assert_eq!(exits, 24, "one TaskExit per container");
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
+}

@@ -16,8 +16,9 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use super::events::EventQueue;
 use super::reaper::{Exits, reap_children};
 use super::service::TaskService;
+use super::shared::{Membership, RESERVATION_TIMEOUT, Retire};
 use super::spawner_slot::SpawnerSlot;
-use super::{Daemon, logger};
+use super::{Daemon, logger, wake_after};
 use crate::container::cgroups::Hierarchies;
 use crate::spawn::Spawner;
 
@@ -67,6 +68,7 @@ fn handled_signals() -> SigSet {
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGUSR1,
+        Signal::SIGALRM,
     ] {
         set.add(signal);
     }
@@ -91,12 +93,18 @@ fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String
         "-address".into(),
         flags.address.clone(),
     ];
+    let shared = Membership::from_env(&flags.socket);
+    if shared.is_some() {
+        // The first Create is on its way; if it never comes, the daemon must not stay forever.
+        wake_after(RESERVATION_TIMEOUT);
+    }
     let daemon = Arc::new(Daemon::new(
         flags.namespace.clone(),
         SpawnerSlot::new(spawner, relaunch_flags),
         Arc::clone(&exits),
         events,
         hierarchies,
+        shared,
     ));
     let mut server = Server::new()
         .add_listener(listener)
@@ -107,10 +115,18 @@ fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String
         .map_err(|e| format!("start ttrpc server: {e}"))?;
     log::info!("shim daemon serving (spawner pid {})", daemon.spawner.pid());
 
-    wait_for_exit(&daemon, &exits, signals);
+    let retired = wait_for_exit(&daemon, &exits, signals);
 
     server.shutdown();
-    remove_socket(&flags.socket);
+    match &daemon.shared {
+        // A shared daemon's socket went under the slot lock (it may be another daemon's now).
+        Some(shared) => {
+            if !retired {
+                shared.retire_now();
+            }
+        }
+        None => remove_socket(&flags.socket),
+    }
     drop(daemon);
     // TaskDelete and every other queued event still reach containerd before we exit.
     publisher.drain();
@@ -131,19 +147,45 @@ fn task_methods(
     methods
 }
 
-/// The main thread's loop: reap on SIGCHLD, stop on Shutdown (SIGUSR1) or SIGTERM/SIGINT.
-fn wait_for_exit(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
+/// The main thread's loop: reap on SIGCHLD, stop on Shutdown (SIGUSR1), on a shared daemon's
+/// idle timer (SIGALRM) or on SIGTERM/SIGINT. True when a shared daemon has given up its slot.
+fn wait_for_exit(daemon: &Daemon, exits: &Exits, signals: &SigSet) -> bool {
     loop {
         let Ok(signal) = signals.wait() else { continue };
         match signal {
             Signal::SIGCHLD => reap_children(exits),
-            Signal::SIGUSR1 if daemon.shutdown_requested() => return,
+            Signal::SIGUSR1 if daemon.shutdown_requested() => return false,
+            Signal::SIGALRM => {
+                if let Some(shared) = &daemon.shared
+                    && retire_if_idle(daemon, shared)
+                {
+                    log::info!("idle for {:?}: exiting", shared.idle);
+                    return true;
+                }
+            }
             Signal::SIGTERM | Signal::SIGINT => {
                 log::info!("{signal}: stopping every container and exiting");
                 stop_all_containers(daemon, exits, signals);
-                return;
+                return false;
             }
             _ => {}
+        }
+    }
+}
+
+/// The idle timer went off: exit if still idle and no container is on its way.
+fn retire_if_idle(daemon: &Daemon, shared: &Membership) -> bool {
+    match shared.try_retire(|| daemon.has_tasks()) {
+        Ok(Some(Retire::Now)) => true,
+        Ok(Some(Retire::Later(wait))) => {
+            wake_after(wait);
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            log::error!("shared shim slot: {e}; trying again in {RESERVATION_TIMEOUT:?}");
+            wake_after(RESERVATION_TIMEOUT);
+            false
         }
     }
 }

@@ -14,6 +14,7 @@ use containerd_shim_protos::shim::shim::DeleteResponse;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use super::sealed_exe::seal;
+use super::shared::{SLOT_DIR_ENV, STATE_ROOT, SlotLock, choose_slot, release_after_dead_daemon};
 use nix::mount::{MntFlags, umount2};
 
 use super::daemon::LISTEN_FD_ENV;
@@ -28,45 +29,76 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
 
 /// `start`: returns the ttrpc address containerd must use (and nothing else may be printed).
 pub fn start(flags: &Flags) -> Result<String, String> {
-    let group = group_id(Path::new("."), &flags.id);
-    let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
-    let path = address.trim_start_matches("unix://").to_owned();
-    if UnixStream::connect(&path).is_ok() {
-        // The pod's shim is already serving: this container joins it.
-        write_address_file(&address)?;
-        return Ok(address);
-    }
-    // Nobody answers: whatever is there is stale.
-    let _ = std::fs::remove_file(&path);
-    if let Some(dir) = Path::new(&path).parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    }
-    let listener = UnixListener::bind(&path).map_err(|e| format!("listen on {path}: {e}"))?;
-    if let Err(e) = spawn_daemon(flags, &address, &listener) {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
+    let address = match pod_group(Path::new(".")) {
+        Some(group) => start_in_pod(flags, &group)?,
+        None => start_shared(flags)?,
+    };
     write_address_file(&address)?;
     Ok(address)
 }
 
-/// The shim's grouping key: the pod sandbox id when the spec carries one, else the container id.
-fn group_id(bundle: &Path, id: &str) -> String {
-    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
-        return id.to_owned();
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return id.to_owned();
-    };
+/// A container of a pod: the pod's shim, started by its first container.
+fn start_in_pod(flags: &Flags, group: &str) -> Result<String, String> {
+    let address = containerd_shim::socket_address(&flags.address, &flags.namespace, group);
+    let path = address.trim_start_matches("unix://").to_owned();
+    if UnixStream::connect(&path).is_ok() {
+        // The pod's shim is already serving: this container joins it.
+        return Ok(address);
+    }
+    // Nobody answers: whatever is there is stale.
+    let _ = std::fs::remove_file(&path);
+    listen_and_spawn(flags, &address, Path::new(&path), None)?;
+    Ok(address)
+}
+
+/// Any other container: a shared daemon with room (see `shared`), started if there is none.
+fn start_shared(flags: &Flags) -> Result<String, String> {
+    let lock = SlotLock::acquire().map_err(|e| format!("lock {STATE_ROOT}: {e}"))?;
+    let (slot, spawn) = choose_slot(&lock, &flags.address, &flags.namespace, &flags.id)
+        .map_err(|e| format!("join a shared shim: {e}"))?;
+    if spawn {
+        listen_and_spawn(flags, &slot.address, &slot.socket, Some(&slot.dir))?;
+    }
+    // The lock goes only now: a daemon cannot retire between the member file and the answer.
+    drop(lock);
+    Ok(slot.address)
+}
+
+/// Binds the socket at `path` and spawns a daemon serving it.
+fn listen_and_spawn(
+    flags: &Flags,
+    address: &str,
+    path: &Path,
+    slot_dir: Option<&Path>,
+) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("listen on {}: {e}", path.display()))?;
+    spawn_daemon(flags, address, &listener, slot_dir).inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
+}
+
+/// The pod (or explicit group) a container belongs to, from its spec's annotations.
+fn pod_group(bundle: &Path) -> Option<String> {
+    let bytes = std::fs::read(bundle.join("config.json")).ok()?;
+    let spec = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
     GROUP_ANNOTATIONS
         .iter()
         .find_map(|key| spec["annotations"][key].as_str())
-        .map_or_else(|| id.to_owned(), str::to_owned)
+        .map(str::to_owned)
 }
 
 /// Launches the daemon: this binary again with no action, the listener as an inherited fd, in
 /// its own process group so signals aimed at containerd's group do not reach it.
-fn spawn_daemon(flags: &Flags, address: &str, listener: &UnixListener) -> Result<(), String> {
+fn spawn_daemon(
+    flags: &Flags,
+    address: &str,
+    listener: &UnixListener,
+    slot_dir: Option<&Path>,
+) -> Result<(), String> {
     // The one fd the daemon must inherit.
     fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))
         .map_err(|e| format!("pass listener: {e}"))?;
@@ -88,6 +120,9 @@ fn spawn_daemon(flags: &Flags, address: &str, listener: &UnixListener) -> Result
     }
     if flags.debug {
         command.arg("-debug");
+    }
+    if let Some(dir) = slot_dir {
+        command.env(SLOT_DIR_ENV, dir);
     }
     command
         .spawn()
@@ -114,7 +149,10 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
         let _ = cgroup.remove();
     }
     unmount_all(&bundle.join("rootfs"));
-    remove_dead_socket(&bundle);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap_or_default();
+    if !release_after_dead_daemon(address.trim(), &flags.id) {
+        remove_dead_socket(address.trim());
+    }
     state_file.remove();
     DeleteResponse {
         pid: state.map_or(0, |s| s.pid),
@@ -126,11 +164,8 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
 
 /// A daemon killed with SIGKILL could not remove its socket in /run/containerd/s: remove it,
 /// unless something still answers there (a pod's shim serving other containers).
-fn remove_dead_socket(bundle: &Path) {
-    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
-        return;
-    };
-    let path = address.trim().trim_start_matches("unix://");
+fn remove_dead_socket(address: &str) {
+    let path = address.trim_start_matches("unix://");
     if !path.is_empty() && UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
     }

@@ -15,6 +15,7 @@ pub mod reaper;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod service;
+pub mod shared;
 pub mod spawner_slot;
 pub mod state_file;
 pub mod task;
@@ -29,6 +30,7 @@ use error::TaskError;
 use events::EventQueue;
 use oom_watcher::OomWatcher;
 use reaper::Exits;
+use shared::Membership;
 use spawner_slot::SpawnerSlot;
 use task::Task;
 
@@ -55,6 +57,8 @@ pub struct Daemon {
     pub hierarchies: Hierarchies,
     /// Live TaskOOM for every container with a memory cgroup.
     pub oom: OomWatcher,
+    /// The slot of a shared daemon (`shared`); None for a pod's daemon.
+    pub shared: Option<Membership>,
     tasks: Mutex<Tasks>,
     shutdown_requested: AtomicBool,
 }
@@ -67,7 +71,15 @@ pub struct Reservation<'a> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.daemon.tasks().creating.remove(&self.id);
+        let created = {
+            let mut tasks = self.daemon.tasks();
+            tasks.creating.remove(&self.id);
+            tasks.ready.contains_key(&self.id)
+        };
+        if !created {
+            // The Create failed: containerd will not send Delete for it.
+            self.daemon.left(&self.id);
+        }
     }
 }
 
@@ -78,6 +90,7 @@ impl Daemon {
         exits: Arc<Exits>,
         events: EventQueue,
         hierarchies: Hierarchies,
+        shared: Option<Membership>,
     ) -> Daemon {
         Daemon {
             namespace,
@@ -86,6 +99,7 @@ impl Daemon {
             oom: OomWatcher::new(events.clone()),
             events,
             hierarchies,
+            shared,
             tasks: Mutex::new(Tasks::default()),
             shutdown_requested: AtomicBool::new(false),
         }
@@ -127,22 +141,70 @@ impl Daemon {
     pub fn remove(&self, id: &str) {
         self.oom.unwatch(id);
         self.tasks().ready.remove(id);
+        self.left(id);
     }
 
-    /// Shutdown: the daemon exits once it has no container left (containerd calls this after
-    /// every Delete of a shim's containers).
-    pub fn request_shutdown_if_idle(&self) {
+    /// Whether a container is running or being created here.
+    pub fn has_tasks(&self) -> bool {
         let tasks = self.tasks();
-        if tasks.ready.is_empty() && tasks.creating.is_empty() {
-            self.shutdown_requested.store(true, Ordering::SeqCst);
-            // Wake the main thread's signal loop: a process-directed signal (raise() would be
-            // directed at this thread, which blocks it).
-            let me = nix::unistd::getpid();
-            let _ = nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGUSR1);
+        !tasks.ready.is_empty() || !tasks.creating.is_empty()
+    }
+
+    /// Container `id` is gone: a shared daemon gives up its slot membership and, if that was
+    /// the last, starts its idle timer.
+    fn left(&self, id: &str) {
+        if let Some(shared) = &self.shared {
+            shared.leave(id);
+            if !self.has_tasks() {
+                // containerd's Shutdown, which follows, starts the idle time; this is for
+                // when it never comes (containerd died), and never before the Shutdown.
+                wake_after(shared.idle.max(std::time::Duration::from_secs(1)));
+            }
+        }
+    }
+
+    /// Shutdown: a pod's daemon exits once it has no container left (containerd calls this
+    /// after every Delete of a shim's containers); a shared daemon waits out its idle time.
+    pub fn request_shutdown_if_idle(&self, id: &str) {
+        if let Some(shared) = &self.shared {
+            let tasks = self.tasks();
+            if !tasks.ready.contains_key(id) && !tasks.creating.contains(id) {
+                // containerd gave up on a container whose Create never came (or repeats
+                // itself after a Delete): it holds the daemon no longer.
+                shared.leave(id);
+            }
+        }
+        if self.has_tasks() {
+            return;
+        }
+        match &self.shared {
+            Some(shared) => wake_after(shared.idle),
+            None => {
+                self.shutdown_requested.store(true, Ordering::SeqCst);
+                // Wake the main thread's signal loop.
+                send_to_self(nix::sys::signal::Signal::SIGUSR1);
+            }
         }
     }
 
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown_requested.load(Ordering::SeqCst)
     }
+}
+
+/// Has SIGALRM reach the main thread's signal loop after `delay` (whole seconds, rounded up),
+/// replacing any earlier timer.
+pub fn wake_after(delay: std::time::Duration) {
+    if delay.is_zero() {
+        send_to_self(nix::sys::signal::Signal::SIGALRM);
+        return;
+    }
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    nix::unistd::alarm::set(u32::try_from(seconds).unwrap_or(u32::MAX));
+}
+
+/// A process-directed signal: raise() would be directed at the calling thread, which blocks
+/// it; the main thread takes it with sigwait.
+fn send_to_self(signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
 }

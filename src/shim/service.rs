@@ -398,8 +398,8 @@ impl TaskRpc for TaskService {
         })
     }
 
-    fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> ttrpc::Result<Empty> {
-        self.daemon.request_shutdown_if_idle();
+    fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        self.daemon.request_shutdown_if_idle(&req.id);
         Ok(Empty::new())
     }
 

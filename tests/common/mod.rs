@@ -64,6 +64,16 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long leak checks wait for asynchronous teardown (a shim exits after `ctr run --rm`
 /// has already returned) before calling what is left a leak.
 const LEAK_GRACE: Duration = Duration::from_secs(10);
+
+/// Where shared shims keep their slots, and how many of a containerd's slots the leak check
+/// looks at (a test runs far fewer than 16 containers at once per slot).
+const SHARED_SLOT_ROOT: &str = "/run/sibling/shared";
+const SHARED_SLOTS_CHECKED: usize = 4;
+
+/// How long an idle shared shim of a test's containerd waits for a next container: short, so
+/// leak checks (which wait [`LEAK_GRACE`]) see it exit, long enough that back-to-back
+/// containers of a test reuse it.
+const IDLE_SHIM_SECONDS: &str = "1";
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
@@ -542,6 +552,8 @@ impl PrivateContainerd {
             .arg("--config")
             .arg(&config)
             .env("PATH", path)
+            // containerd passes its environment to the shims it starts.
+            .env("SIBLING_IDLE_SHIM_SECONDS", IDLE_SHIM_SECONDS)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -861,6 +873,15 @@ impl PrivateContainerd {
             }
             let flag = |name: &str| argv.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
             let socket = shim_socket_of(shim);
+            // A sibling daemon (its socket is in argv) stops its containers and gives up its
+            // shared slot on SIGTERM: let it clean up after itself first.
+            if flag("-socket").is_some() {
+                eprintln!("cleanup: stopping leftover shim {shim} {argv:?}");
+                let _ = kill(Pid::from_raw(shim as i32), Signal::SIGTERM);
+                if wait_gone(shim, CLEANUP_TIMEOUT) {
+                    continue;
+                }
+            }
             eprintln!("cleanup: killing leftover shim {shim} {argv:?}");
             // A shim's children are its containers' inits (and sibling's spawner). Killing a
             // PID namespace's init kills the whole namespace; the still-living shim reaps them.
@@ -1070,6 +1091,10 @@ pub fn shim_socket_path(address: &Path, namespace: &str, id: &str) -> Option<Pat
 fn shim_socket_of(pid: u32) -> Option<PathBuf> {
     let argv = cmdline(pid);
     let value = |flag: &str| argv.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    // A daemon has its socket in argv; an older shim (runc.v2) only its id.
+    if let Some(socket) = value("-socket") {
+        return Some(PathBuf::from(socket.trim_start_matches("unix://")));
+    }
     shim_socket_path(
         Path::new(&value("-address")?),
         &value("-namespace")?,
@@ -1247,12 +1272,29 @@ fn process_leaks(address: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Sockets named after the containers (pod shims, runc.v2) or after this containerd's first
+/// shared-shim slots, and those slots' state directories (see src/shim/shared.rs).
 fn socket_leaks(address: &Path, ids: &[&str]) -> Vec<String> {
-    ids.iter()
-        .filter_map(|id| shim_socket_path(address, NAMESPACE, id))
+    let slots = (0..SHARED_SLOTS_CHECKED).map(|n| format!("sibling-shared-{n}"));
+    let mut leaks: Vec<String> = ids
+        .iter()
+        .map(|id| id.to_string())
+        .chain(slots)
+        .filter_map(|name| shim_socket_path(address, NAMESPACE, &name))
         .filter(|socket| socket.exists())
         .map(|socket| format!("shim socket: {}", socket.display()))
-        .collect()
+        .collect();
+    for n in 0..SHARED_SLOTS_CHECKED {
+        let Some(socket) = shim_socket_path(address, NAMESPACE, &format!("sibling-shared-{n}"))
+        else {
+            continue;
+        };
+        let slot_dir = Path::new(SHARED_SLOT_ROOT).join(socket.file_name().unwrap_or_default());
+        if slot_dir.exists() {
+            leaks.push(format!("shared shim slot: {}", slot_dir.display()));
+        }
+    }
+    leaks
 }
 
 fn zombie_leaks() -> Vec<String> {

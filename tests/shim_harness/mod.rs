@@ -26,6 +26,13 @@ use containerd_shim_protos::{Events, TaskClient, create_events};
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-sibling-v2");
 pub const NAMESPACE: &str = "sibling-proto";
 
+/// One container per shared-shim slot, exiting as soon as it is idle: the behaviour of a shim
+/// per container.
+pub const DEDICATED_SHIM: [(&str, &str); 2] = [
+    ("SIBLING_CONTAINERS_PER_SHIM", "1"),
+    ("SIBLING_IDLE_SHIM_SECONDS", "0"),
+];
+
 /// Root and the tools the protocol tests need; outside CI a missing piece skips the test with a
 /// message, in CI it fails it.
 pub fn require_root() -> bool {
@@ -198,9 +205,17 @@ impl FakeContainerd {
         }]
     }
 
-    /// Runs the shim's `start` action in `bundle` and connects to the address it prints.
+    /// Runs the shim's `start` action in `bundle` and connects to the address it prints. Each
+    /// container gets a daemon of its own that exits with its last container, as the tests of
+    /// one daemon's behaviour expect; [`Self::start_shim_with`] sets the sharing knobs.
     pub fn start_shim(&self, id: &str, bundle: &Path) -> Shim {
+        self.start_shim_with(id, bundle, &DEDICATED_SHIM)
+    }
+
+    /// [`Self::start_shim`] with environment variables for `start` (and the daemon it spawns).
+    pub fn start_shim_with(&self, id: &str, bundle: &Path, env: &[(&str, &str)]) -> Shim {
         let out = Command::new(SHIM)
+            .envs(env.iter().copied())
             .args([
                 "-namespace",
                 NAMESPACE,
@@ -234,6 +249,7 @@ impl FakeContainerd {
         );
         let client = Client::connect(&address).expect("connect to shim");
         let shim = Shim {
+            id: id.to_owned(),
             address,
             task: TaskClient::new(client),
         };
@@ -383,6 +399,8 @@ fn load_template(name: &str) -> serde_json::Value {
 
 /// A connected shim.
 pub struct Shim {
+    /// The container `start` was run for (containerd names it in Shutdown).
+    pub id: String,
     pub address: String,
     pub task: TaskClient,
 }
@@ -404,7 +422,10 @@ impl Shim {
     pub fn shutdown_and_wait(&self) {
         let pid = self.shim_pid();
         let pidfd = pidfd_open(pid).expect("shim pidfd");
-        let req = containerd_shim_protos::api::ShutdownRequest::default();
+        let req = containerd_shim_protos::api::ShutdownRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
         let _ = self.task.shutdown(ctx(), &req);
         assert!(
             wait_pidfd(&pidfd, Duration::from_secs(10)),
