@@ -88,6 +88,40 @@ fn pod_of_three_containers_shares_one_shim(runtime: &str) {
     c.assert_no_leaks(&ids);
 }
 
+/// sibling only (runc.v2 gives every container outside a pod its own shim): containers without
+/// a pod share a daemon, each init its direct child; a container started while another still
+/// runs joins it too, and once all are removed the daemon leaves after its idle time (1 s in
+/// these tests) with nothing behind.
+#[test]
+fn containers_outside_pods_share_one_daemon() {
+    let Some(c) = containerd(SIBLING) else { return };
+    let ids: Vec<String> = (0..3).map(|i| unique_id(&format!("solo{i}"))).collect();
+    let mut parents = Vec::new();
+    for id in &ids[..2] {
+        c.run_detached(id, &["sleep", "300"]);
+        parents.push(ppid_of(c.wait_for_task(id, "RUNNING", None)));
+    }
+    let daemons = shim_daemons(&c);
+    assert_eq!(daemons.len(), 1, "shim daemons: {daemons:?}");
+    assert!(
+        parents.iter().all(|&p| p == daemons[0]),
+        "parents {parents:?}"
+    );
+
+    c.remove_container(&ids[0]);
+    c.run_detached(&ids[2], &["sleep", "300"]);
+    let third = c.wait_for_task(&ids[2], "RUNNING", None);
+    assert_eq!(ppid_of(third), daemons[0], "the third container's daemon");
+    let short = unique_id("solo-rm");
+    let (code, out) = c.run(&short, &["sh", "-c", "echo ran; exit 3"]);
+    assert_eq!((code, out.trim()), (3, "ran"));
+    assert_eq!(shim_daemons(&c), daemons, "one daemon all along");
+    for id in &ids[1..] {
+        c.remove_container(id);
+    }
+    c.assert_no_leaks(&[&ids[0], &ids[1], &ids[2], &short]);
+}
+
 /// SIGKILL of the shim daemon while its container runs: containerd notices the lost connection
 /// and runs the shim's `delete` action, which kills what is left; nothing remains: no container
 /// process, mount, cgroup, socket or shim.
