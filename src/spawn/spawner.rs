@@ -24,7 +24,7 @@ use super::clone::{Cloned, clone_sibling, pidfd_send_signal};
 use super::protocol::{self, SpawnRequest, SyncMessage};
 use super::userns;
 use crate::container::cgroups::Cgroup;
-use crate::container::lsm::HostProc;
+use crate::container::lsm::{HostProc, asks_labels};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::container::process_attrs::set_oom_score_adj;
 use crate::container::rlimits::apply_rlimits;
@@ -124,10 +124,12 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
         Err(_) => exit_now(1),
     };
     let sync = fds.remove(0);
-    // For an exec's LSM labels: the host's /proc, before the container's replaces it.
-    let host_proc = matches!(request, SpawnRequest::Exec { .. })
-        .then(HostProc::open)
-        .and_then(Result::ok);
+    // For an exec's LSM labels: the host's /proc, before the container's replaces it. Only
+    // an exec that asks for a label needs it (an open and an fstatfs saved on every other).
+    let host_proc = match &request {
+        SpawnRequest::Exec { config, .. } if asks_labels(&config.process) => HostProc::open().ok(),
+        _ => None,
+    };
     let (entered, new_flags) = match &request {
         SpawnRequest::Init {
             namespaces,
