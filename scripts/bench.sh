@@ -28,10 +28,14 @@ aux_target=$repo/target/aux
 CARGO_TARGET_DIR=$aux_target cargo build --release --manifest-path bench/Cargo.toml
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench.XXXXXX")
+# A second containerd whose sibling shims are one per container, gone with it (no sharing, no
+# idle time): scenario 1 runs against it too.
+dedicated=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench-dedicated.XXXXXX")
 cleanup() {
     local rc=$?
     scripts/containerd-private.sh stop "$dir" || true
-    rmdir "$dir" 2>/dev/null || true
+    scripts/containerd-private.sh stop "$dedicated" || true
+    rmdir "$dir" "$dedicated" 2>/dev/null || true
     # Both runtimes made the namespace's parent cgroups (/sibling-bench); remove them if empty.
     for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/unified/"$NS"; do
         if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
@@ -41,12 +45,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SHIM_DIR=$repo/target/release scripts/containerd-private.sh start "$dir"
+# containerd's default log level (the tests' containerds log at debug to explain failures; at
+# debug both shims and containerd write a log line or more per request).
+SHIM_DIR=$repo/target/release LOG_LEVEL=info scripts/containerd-private.sh start "$dir"
+SHIM_DIR=$repo/target/release LOG_LEVEL=info SIBLING_CONTAINERS_PER_SHIM=1 \
+    SIBLING_IDLE_SHIM_SECONDS=0 scripts/containerd-private.sh start "$dedicated"
+# Imports the image into the containerd at $1 and prints its one committed snapshot: the image
+# has one layer, so that is the image's chain id.
+import_image() {
+    command ctr -a "$1/c.sock" -n "$NS" image import "$repo/build/busybox-image.tar" >/dev/null
+    command ctr -a "$1/c.sock" -n "$NS" snapshots ls | awk '$NF == "Committed" { print $1; exit }'
+}
 ctr() { command ctr -a "$dir/c.sock" -n "$NS" "$@"; }
-ctr image import "$repo/build/busybox-image.tar" >/dev/null # unpacks for this platform
-# The image has one layer: its one committed snapshot is the image's chain id.
-parent=$(ctr snapshots ls | awk '$NF == "Committed" { print $1; exit }')
-[ -n "$parent" ] || { echo "bench: the image was not unpacked" >&2; exit 1; }
+parent=$(import_image "$dir")
+dedicated_parent=$(import_image "$dedicated")
+[ -n "$parent" ] && [ -n "$dedicated_parent" ] || { echo "bench: the image was not unpacked" >&2; exit 1; }
 ctr oci spec >"$dir/spec.json"
 mkdir -p "$dir/fifo"
 
@@ -57,4 +70,5 @@ shim="$("$repo/target/release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " "
     --out "${BENCH_OUT:-$repo/docs}" --shim "$shim" \
     --runs "${BENCH_RUNS:-50}" --containers "${BENCH_CONTAINERS:-200}" \
     --concurrency "${BENCH_CONCURRENCY:-1,8,32}" --memory "${BENCH_MEMORY:-50}" \
-    --execs "${BENCH_EXECS:-100}"
+    --execs "${BENCH_EXECS:-100}" \
+    --dedicated-socket "$dedicated/c.sock" --dedicated-parent "$dedicated_parent"

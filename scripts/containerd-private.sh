@@ -5,7 +5,8 @@
 #        scripts/containerd-private.sh stop DIR
 #
 # start: writes DIR/config.toml (root, state and both sockets under DIR, CRI off unless
-#        CRI=1, which adds the runtime class "sibling"),
+#        CRI=1, which adds the runtime class "sibling"; log level LOG_LEVEL, default
+#        debug),
 #        starts containerd in the background with SHIM_DIR (env; default: this
 #        repo's target/release) first in PATH so `--runtime io.containerd.sibling.v2`
 #        finds containerd-shim-sibling-v2, logs to DIR/containerd.log, records its
@@ -60,7 +61,7 @@ disabled_plugins = [
   address = "$sock.ttrpc"
 
 [debug]
-  level = "debug"
+  level = "${LOG_LEVEL:-debug}"
 
 # The default is /opt/containerd: keep even that inside DIR.
 [plugins."io.containerd.internal.v1.opt"]

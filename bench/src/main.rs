@@ -20,7 +20,8 @@ use scenarios::CtrSetup;
 
 const USAGE: &str = "usage: sibling-bench --socket S --namespace NS --image NAME --parent CHAINID \
 --spec FILE --rootfs DIR --work DIR --out DIR [--runs N] [--containers N] [--concurrency 1,8,32] \
-[--memory N] [--execs N] [--concurrent-execs N] [--batches N] [--shim TEXT]";
+[--memory N] [--execs N] [--concurrent-execs N] [--batches N] [--shim TEXT] \
+[--dedicated-socket S --dedicated-parent CHAINID]";
 
 struct Args {
     values: HashMap<String, String>,
@@ -103,6 +104,25 @@ async fn run() -> Result<(), Error> {
 
     eprintln!("bench: 1. lifecycle, {runs} runs per runtime");
     let lifecycle = scenarios::lifecycle(&cd, runs).await?;
+    // The same lifecycle against a containerd whose sibling shims are one per container and
+    // exit with it (no shared or idle daemon): what the first container after an idle spell,
+    // or a user who turns sharing off, gets.
+    let dedicated = match args.values.get("dedicated-socket") {
+        Some(dedicated_socket) => {
+            eprintln!("bench: 1. lifecycle with a shim per container, {runs} runs per runtime");
+            let cd = Containerd::connect(
+                dedicated_socket,
+                &namespace,
+                &image,
+                &args.text("dedicated-parent")?,
+                serde_json::from_slice(&std::fs::read(args.text("spec")?)?)?,
+                runc_root.clone(),
+            )
+            .await?;
+            Some(scenarios::lifecycle(&cd, runs).await?)
+        }
+        None => None,
+    };
     eprintln!("bench: 1. ctr run --rm, {runs} runs per runtime");
     let setup = CtrSetup {
         socket: &socket,
@@ -125,6 +145,7 @@ async fn run() -> Result<(), Error> {
         machine: machine(args.values.get("shim").cloned().unwrap_or_default()),
         runs,
         lifecycle,
+        dedicated,
         ctr_run,
         throughput,
         memory,

@@ -271,7 +271,7 @@ pub async fn memory(
             tokio::time::sleep(Duration::from_secs(2)).await;
             *result.get_mut(runtime) = Memory {
                 containers,
-                usage: memory::shims_of(socket),
+                usage: memory::shims_of(socket, runtime),
             };
         }
         let stops: Vec<_> = started
