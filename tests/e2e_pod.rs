@@ -116,6 +116,15 @@ fn containers_outside_pods_share_one_daemon() {
     let (code, out) = c.run(&short, &["sh", "-c", "echo ran; exit 3"]);
     assert_eq!((code, out.trim()), (3, "ran"));
     assert_eq!(shim_daemons(&c), daemons, "one daemon all along");
+    // The daemon's log reached containerd through the log FIFO of the container that started
+    // it; that one is gone, and the daemon's lines about later containers still arrive.
+    let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
+    for id in [&ids[2], &short] {
+        assert!(
+            log.contains(&format!("msg=\"create {id} ")),
+            "no daemon log line for {id} in containerd's log"
+        );
+    }
     for id in &ids[1..] {
         c.remove_container(id);
     }

@@ -18,10 +18,10 @@ use containerd_shim_protos::ttrpc::{self, TtrpcContext};
 use containerd_shim_protos::types::empty::Empty;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 
-use super::Daemon;
 use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
+use super::{Daemon, logger};
 use crate::io::StdioPaths;
 
 /// The ttrpc-facing service; cheap to share between the server's threads.
@@ -45,6 +45,8 @@ impl TaskService {
         // TaskCreate is enqueued by Task::create, before the init can exit.
         let task = Arc::new(Task::create(&self.daemon, req)?);
         let pid = task.init.pid;
+        // containerd reads this container's log FIFO for as long as it lives.
+        logger::follow(&task.bundle);
         self.daemon.insert(task);
         Ok(CreateTaskResponse {
             pid,
@@ -90,6 +92,8 @@ impl TaskService {
         }
         let result = task.destroy(true);
         self.daemon.remove(&req.id);
+        let next = self.daemon.all_tasks().into_iter().next();
+        logger::leave(&task.bundle, next.as_ref().map(|t| t.bundle.as_path()));
         let exit = task.init.wait();
         self.daemon.events.publish(
             TASK_DELETE_EVENT_TOPIC,
