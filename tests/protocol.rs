@@ -1495,3 +1495,25 @@ fn starts_racing_a_retiring_shared_daemon_never_lose_a_container() {
     assert_eq!(exits, 24, "one TaskExit per container");
     assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
 }
+
+/// Without usable slot state (here its directory would have to be under a file), a container
+/// outside a pod still runs: in a daemon of its own, named after it, gone with it.
+#[test]
+fn without_slot_state_a_container_gets_a_daemon_of_its_own() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-fallback");
+    let env = [("SIBLING_SHARED_ROOT", "/proc/version/shared")];
+    let id = "fallback";
+    let shim = start_shared(&fake, id, &["/bin/sh", "-c", "exit 6"], &env);
+    // containerd's socket name for a shim grouped by this container's id alone.
+    let own = containerd_shim::socket_address(&fake.address(), NAMESPACE, id);
+    assert_eq!(shim.address, own, "a socket named after the container");
+    let own = PathBuf::from(own.trim_start_matches("unix://"));
+    assert_eq!(wait(&shim, id).exit_status, 6);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+    assert!(!own.exists(), "socket left");
+}

@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use super::events::EventQueue;
 use super::reaper::{Exits, reap_children};
 use super::service::TaskService;
-use super::shared::{Membership, RESERVATION_TIMEOUT, Retire};
+use super::shared::{Membership, RESERVATION_TIMEOUT, Retire, SHARING_FAILED_ENV};
 use super::spawner_slot::SpawnerSlot;
 use super::{Daemon, logger, wake_after};
 use crate::container::cgroups::Hierarchies;
@@ -93,6 +93,9 @@ fn serve(flags: &Flags, spawner: Spawner, signals: &SigSet) -> Result<(), String
         "-address".into(),
         flags.address.clone(),
     ];
+    if let Ok(why) = std::env::var(SHARING_FAILED_ENV) {
+        log::warn!("no shared shim ({why}): this container has a daemon of its own");
+    }
     let shared = Membership::from_env(&flags.socket);
     if shared.is_some() {
         // The first Create is on its way; if it never comes, the daemon must not stay forever.

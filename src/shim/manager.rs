@@ -14,7 +14,9 @@ use containerd_shim_protos::shim::shim::DeleteResponse;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use super::sealed_exe::seal;
-use super::shared::{SLOT_DIR_ENV, STATE_ROOT, SlotLock, choose_slot, release_after_dead_daemon};
+use super::shared::{
+    SHARING_FAILED_ENV, SLOT_DIR_ENV, SlotLock, choose_slot, release_after_dead_daemon, state_root,
+};
 use nix::mount::{MntFlags, umount2};
 
 use super::daemon::LISTEN_FD_ENV;
@@ -30,15 +32,22 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
 /// `start`: returns the ttrpc address containerd must use (and nothing else may be printed).
 pub fn start(flags: &Flags) -> Result<String, String> {
     let address = match pod_group(Path::new(".")) {
-        Some(group) => start_in_pod(flags, &group)?,
-        None => start_shared(flags)?,
+        Some(group) => start_grouped(flags, &group, &[])?,
+        // Without the slot state (a read-only /run, say) the container still runs: in a
+        // daemon of its own, named after it, that exits with it. Nothing may go to stderr
+        // here (containerd reads it as the address); that daemon logs why.
+        None => start_shared(flags).or_else(|why| {
+            let why = [(SHARING_FAILED_ENV, why.as_str())];
+            start_grouped(flags, &flags.id, &why)
+        })?,
     };
     write_address_file(&address)?;
     Ok(address)
 }
 
-/// A container of a pod: the pod's shim, started by its first container.
-fn start_in_pod(flags: &Flags, group: &str) -> Result<String, String> {
+/// A container of a pod: the pod's shim, started by its first container. `env` goes to a
+/// daemon this starts.
+fn start_grouped(flags: &Flags, group: &str, env: &[(&str, &str)]) -> Result<String, String> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, group);
     let path = address.trim_start_matches("unix://").to_owned();
     if UnixStream::connect(&path).is_ok() {
@@ -47,36 +56,44 @@ fn start_in_pod(flags: &Flags, group: &str) -> Result<String, String> {
     }
     // Nobody answers: whatever is there is stale.
     let _ = std::fs::remove_file(&path);
-    listen_and_spawn(flags, &address, Path::new(&path), None)?;
+    listen_and_spawn(flags, &address, Path::new(&path), env)?;
     Ok(address)
 }
 
 /// Any other container: a shared daemon with room (see `shared`), started if there is none.
 fn start_shared(flags: &Flags) -> Result<String, String> {
-    let lock = SlotLock::acquire().map_err(|e| format!("lock {STATE_ROOT}: {e}"))?;
+    let lock = SlotLock::acquire()
+        .map_err(|e| format!("lock {}: {e}", state_root().join("lock").display()))?;
     let (slot, spawn) = choose_slot(&lock, &flags.address, &flags.namespace, &flags.id)
         .map_err(|e| format!("join a shared shim: {e}"))?;
     if spawn {
-        listen_and_spawn(flags, &slot.address, &slot.socket, Some(&slot.dir))?;
+        let slot_dir = slot.dir.display().to_string();
+        listen_and_spawn(
+            flags,
+            &slot.address,
+            &slot.socket,
+            &[(SLOT_DIR_ENV, &slot_dir)],
+        )?;
     }
     // The lock goes only now: a daemon cannot retire between the member file and the answer.
     drop(lock);
     Ok(slot.address)
 }
 
-/// Binds the socket at `path` and spawns a daemon serving it.
+/// Binds the socket at `path` and spawns a daemon serving it, with `env` added to its
+/// environment.
 fn listen_and_spawn(
     flags: &Flags,
     address: &str,
     path: &Path,
-    slot_dir: Option<&Path>,
+    env: &[(&str, &str)],
 ) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
     let listener =
         UnixListener::bind(path).map_err(|e| format!("listen on {}: {e}", path.display()))?;
-    spawn_daemon(flags, address, &listener, slot_dir).inspect_err(|_| {
+    spawn_daemon(flags, address, &listener, env).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })
 }
@@ -97,7 +114,7 @@ fn spawn_daemon(
     flags: &Flags,
     address: &str,
     listener: &UnixListener,
-    slot_dir: Option<&Path>,
+    env: &[(&str, &str)],
 ) -> Result<(), String> {
     // The one fd the daemon must inherit.
     fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))
@@ -121,9 +138,7 @@ fn spawn_daemon(
     if flags.debug {
         command.arg("-debug");
     }
-    if let Some(dir) = slot_dir {
-        command.env(SLOT_DIR_ENV, dir);
-    }
+    command.envs(env.iter().copied());
     command
         .spawn()
         .map(drop)

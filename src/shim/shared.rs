@@ -9,7 +9,7 @@
 //!
 //! The race this must win: a daemon deciding to exit while `start` has just handed its
 //! address to containerd for a new container. So both sides decide under one lock (an `flock`
-//! on [`STATE_ROOT`]`/lock`): `start` records the container in the slot's `members/` directory
+//! on `lock` in [`state_root`]): `start` records the container in the slot's `members/` directory
 //! before it answers; the daemon exits only when it has no task and no member file younger than
 //! [`RESERVATION_TIMEOUT`], and removes its socket and slot directory before it lets go of the
 //! lock. The daemon removes a member file when the container is deleted or its Create fails.
@@ -21,11 +21,23 @@ use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
 
-/// Where slots keep their lock and member files (tmpfs: gone at boot).
+/// Where slots keep their lock and member files (tmpfs on most hosts: gone at boot), unless
+/// [`STATE_ROOT_ENV`] names another directory.
 pub const STATE_ROOT: &str = "/run/sibling/shared";
+pub const STATE_ROOT_ENV: &str = "SIBLING_SHARED_ROOT";
+
+/// The slot state directory: `start`, its daemons and the `delete` action all get containerd's
+/// environment, so they agree on it.
+pub fn state_root() -> PathBuf {
+    std::env::var_os(STATE_ROOT_ENV).map_or_else(|| PathBuf::from(STATE_ROOT), PathBuf::from)
+}
 
 /// The slot directory a daemon belongs to; set by `start` for the daemon it spawns.
 pub const SLOT_DIR_ENV: &str = "SIBLING_SHARED_SLOT";
+
+/// Set by `start` for a daemon it started for one container because the slots could not be
+/// used: the daemon logs the reason (`start` itself may not write to stderr).
+pub const SHARING_FAILED_ENV: &str = "SIBLING_SHARING_FAILED";
 
 /// How many containers one shared daemon serves (1: one container per daemon).
 pub const PER_SHIM_ENV: &str = "SIBLING_CONTAINERS_PER_SHIM";
@@ -47,12 +59,13 @@ pub struct SlotLock(#[allow(dead_code)] Flock<File>);
 
 impl SlotLock {
     pub fn acquire() -> io::Result<SlotLock> {
-        fs::create_dir_all(STATE_ROOT)?;
+        let root = state_root();
+        fs::create_dir_all(&root)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(Path::new(STATE_ROOT).join("lock"))?;
+            .open(root.join("lock"))?;
         Flock::lock(file, FlockArg::LockExclusive)
             .map(SlotLock)
             .map_err(|(_, errno)| io::Error::from(errno))
@@ -78,7 +91,7 @@ impl Slot {
         // The socket's name is already a hash of containerd's address, namespace and slot.
         let name = socket.file_name().map(|n| n.to_owned()).unwrap_or_default();
         Slot {
-            dir: Path::new(STATE_ROOT).join(name),
+            dir: state_root().join(name),
             socket,
             address,
         }
@@ -157,7 +170,7 @@ pub fn release_after_dead_daemon(address: &str, id: &str) -> bool {
     let slot = Slot {
         address: address.to_owned(),
         socket: socket.to_owned(),
-        dir: Path::new(STATE_ROOT).join(name),
+        dir: state_root().join(name),
     };
     if !slot.dir.is_dir() {
         return false;
