@@ -1517,3 +1517,68 @@ fn without_slot_state_a_container_gets_a_daemon_of_its_own() {
     shim.shutdown_and_wait();
     assert!(!own.exists(), "socket left");
 }
+
+/// The names of a process's threads, from /proc.
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// containerd's client may never open a container's stdin FIFO for writing (ctr with nothing
+/// to send) and removes the FIFO when the task is gone. The daemon's stdin copier, waiting in
+/// its open of that FIFO, must still end at Delete: a daemon serving container after container
+/// must not gather a thread for each.
+#[test]
+fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("stdin-unlinked");
+    // The daemon must outlive the check by far, or a vanished daemon would pass it.
+    let env = [("SIBLING_IDLE_SHIM_SECONDS", "60")];
+    let id = "stdin-unlinked";
+    let bundle = fake.bundle(id, "echo", &["/bin/true"]);
+    let fifo = fake.dir.join("stdin-unlinked.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let shim = fake.start_shim_with(id, &bundle, &env);
+    let mut request = fake.create_request(id, &bundle, "");
+    request.stdin = fifo.display().to_string();
+    shim.task.create(ctx(), &request).expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(wait(&shim, id).exit_status, 0);
+    let daemon = shim.shim_pid();
+    let copiers = || {
+        thread_names(daemon)
+            .iter()
+            .filter(|n| *n == "stdin")
+            .count()
+    };
+    assert_eq!(copiers(), 1, "the copier waits for a writer");
+    // What containerd's client does once the task has exited: its FIFOs go.
+    std::fs::remove_file(&fifo).expect("unlink the FIFO");
+    delete(&shim, id).expect("delete");
+    assert!(
+        eventually(|| copiers() == 0),
+        "stdin copier still there after Delete: {:?}",
+        thread_names(daemon)
+    );
+    assert!(
+        thread_names(daemon).iter().any(|n| n == "reaper"),
+        "the daemon itself is gone"
+    );
+    // Idle for a minute otherwise: SIGTERM gives up its slot at once.
+    let pidfd = pidfd_open(daemon).expect("daemon pidfd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the daemon");
+    assert!(wait_pidfd(&pidfd, Duration::from_secs(10)), "daemon stayed");
+    assert!(!slot_dir(&shim.address).exists(), "slot left");
+}

@@ -88,7 +88,10 @@ pub enum OutputMode {
 }
 
 struct StdinPipe {
-    fifo: PathBuf,
+    /// The FIFO, held by an `O_PATH` fd (neither reader nor writer) and opened through
+    /// `/proc/self/fd`: containerd may unlink the path while the copier still waits in its
+    /// open, and the release has to reach that same FIFO.
+    fifo: OwnedFd,
     writer: Mutex<Option<File>>,
     /// CloseIO came: copy what the FIFO holds now, then close the process's stdin.
     closing: AtomicBool,
@@ -214,8 +217,13 @@ impl Drop for ProcessIo {
 }
 
 impl StdinPipe {
-    fn new(fifo: PathBuf, writer: File) -> std::io::Result<StdinPipe> {
+    fn new(fifo: &Path, writer: File) -> std::io::Result<StdinPipe> {
         let wake = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let fifo = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(fifo)?
+            .into();
         Ok(StdinPipe {
             fifo,
             writer: Mutex::new(Some(writer)),
@@ -249,12 +257,18 @@ impl StdinPipe {
     fn release_open(&self) {
         let _ = OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.fifo);
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(self.fifo_path());
+    }
+
+    /// The FIFO by its fd: reachable even after containerd unlinked its path.
+    fn fifo_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.fifo.as_raw_fd()))
     }
 
     fn copy_from_fifo(&self) {
-        if let Ok(fifo) = File::open(&self.fifo) {
+        if let Ok(fifo) = File::open(self.fifo_path()) {
             self.copy(fifo);
         }
         let _ = self.writer.lock().map(|mut w| w.take());
@@ -444,7 +458,7 @@ fn open_input(path: &str) -> Result<(Option<Arc<StdinPipe>>, OwnedFd), IoError> 
         source: e.into(),
     })?;
     let stdin = Arc::new(
-        StdinPipe::new(PathBuf::from(path), File::from(writer))
+        StdinPipe::new(Path::new(path), File::from(writer))
             .map_err(io_error("start stdin copier for", path))?,
     );
     let copier = Arc::clone(&stdin);
