@@ -175,13 +175,20 @@ pub fn release_after_dead_daemon(address: &str, id: &str) -> bool {
     if !slot.dir.is_dir() {
         return false;
     }
+    let Ok(name) = member_name(id) else {
+        return true;
+    };
+    // containerd 1.6 runs `delete` after every task's connection closes, also when a live
+    // daemon deleted the container and let go of its member file: then there is nothing to
+    // release, and no need to take the lock or knock on the daemon's socket.
+    if !slot.members().join(name).exists() {
+        return true;
+    }
     // Under the lock: a new daemon may be taking this slot over at any moment.
     let Ok(_lock) = SlotLock::acquire() else {
         return true;
     };
-    if let Ok(name) = member_name(id) {
-        let _ = fs::remove_file(slot.members().join(name));
-    }
+    let _ = fs::remove_file(slot.members().join(name));
     let alive = std::os::unix::net::UnixStream::connect(&slot.socket).is_ok();
     if !alive && slot.member_count() == 0 {
         let _ = fs::remove_file(&slot.socket);
