@@ -16,6 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -59,12 +60,19 @@ pub struct SlotLock(#[allow(dead_code)] Flock<File>);
 
 impl SlotLock {
     pub fn acquire() -> io::Result<SlotLock> {
-        let root = state_root();
-        fs::create_dir_all(&root)?;
+        Self::acquire_in(&state_root())
+    }
+
+    fn acquire_in(root: &Path) -> io::Result<SlotLock> {
+        fs::create_dir_all(root)?;
+        // Root's alone: anyone who can open the lock file can flock it, and so hold up every
+        // container's start.
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(root.join("lock"))?;
         Flock::lock(file, FlockArg::LockExclusive)
             .map(SlotLock)
@@ -304,6 +312,21 @@ mod tests {
             socket: dir.join("socket"),
             idle: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn the_slot_state_is_roots_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let root = std::env::temp_dir().join(format!("sibling-shared-perm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let lock = SlotLock::acquire_in(&root).expect("lock");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("lock")), 0o600);
+        drop(lock);
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
