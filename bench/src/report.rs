@@ -157,7 +157,6 @@ impl Results {
              [PERFORMANCE.md](PERFORMANCE.md).\n"
         );
 
-        let (ls, lr) = (&self.lifecycle.sibling, &self.lifecycle.runc);
         let _ = writeln!(
             w,
             "## 1. Lifecycle of one container running `true`\n\nThrough containerd's gRPC API \
@@ -165,26 +164,17 @@ impl Results {
              snapshot and container record are made before the clock starts. Milliseconds.\n",
             self.runs
         );
-        let _ = writeln!(
+        lifecycle_table(
             w,
-            "| phase | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
-             |---|---:|---:|---:|---:|---:|"
-        );
-        let phases: [(&str, Summary, Summary); 6] = [
-            ("Create", ls.create, lr.create),
-            ("Start", ls.start, lr.start),
-            ("Create + Start", ls.create_start, lr.create_start),
-            ("Start → exit seen by Wait", ls.wait, lr.wait),
-            ("Delete", ls.delete, lr.delete),
-            ("total", ls.total, lr.total),
-        ];
-        for (name, s, r) in phases {
-            let _ = writeln!(w, "{}", summary_row(name, s, r));
-        }
-        let _ = writeln!(
-            w,
-            "\nWrong exit codes: sibling {}, runc.v2 {}.\n",
-            ls.wrong_exits, lr.wrong_exits
+            &self.lifecycle,
+            &[
+                ("Create", |l| l.create),
+                ("Start", |l| l.start),
+                ("Create + Start", |l| l.create_start),
+                ("Start → exit seen by Wait", |l| l.wait),
+                ("Delete", |l| l.delete),
+                ("total", |l| l.total),
+            ],
         );
         let _ = writeln!(
             w,
@@ -194,7 +184,6 @@ impl Results {
              any steady stream of containers.\n"
         );
         if let Some(d) = &self.dedicated {
-            let (ds, dr) = (&d.sibling, &d.runc);
             let _ = writeln!(
                 w,
                 "The same, against a second private containerd that starts sibling's shims with \
@@ -203,24 +192,15 @@ impl Results {
                  starts a daemon and its spawner: what the first container after an idle spell \
                  pays.\n"
             );
-            let _ = writeln!(
+            lifecycle_table(
                 w,
-                "| phase | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
-                 |---|---:|---:|---:|---:|---:|"
-            );
-            let phases: [(&str, Summary, Summary); 4] = [
-                ("Create", ds.create, dr.create),
-                ("Create + Start", ds.create_start, dr.create_start),
-                ("Delete", ds.delete, dr.delete),
-                ("total", ds.total, dr.total),
-            ];
-            for (name, s, r) in phases {
-                let _ = writeln!(w, "{}", summary_row(name, s, r));
-            }
-            let _ = writeln!(
-                w,
-                "\nWrong exit codes: sibling {}, runc.v2 {}.\n",
-                ds.wrong_exits, dr.wrong_exits
+                d,
+                &[
+                    ("Create", |l| l.create),
+                    ("Create + Start", |l| l.create_start),
+                    ("Delete", |l| l.delete),
+                    ("total", |l| l.total),
+                ],
             );
         }
         let _ = writeln!(
@@ -339,8 +319,11 @@ impl Results {
             self.floor.median,
             self.floor.p95,
             self.floor.samples,
-            ratio(ls.create_start.median, self.floor.median),
-            ratio(lr.create_start.median, self.floor.median),
+            ratio(
+                self.lifecycle.sibling.create_start.median,
+                self.floor.median
+            ),
+            ratio(self.lifecycle.runc.create_start.median, self.floor.median),
         );
         out
     }
@@ -415,6 +398,27 @@ impl Results {
         s.push_str("</svg>\n");
         s
     }
+}
+
+/// A row of a lifecycle table: its name and the phase it shows.
+type Phase<'a> = (&'a str, fn(&Lifecycle) -> Summary);
+
+/// A lifecycle table: the given phases of both runtimes, then their wrong exit codes.
+fn lifecycle_table(w: &mut String, lifecycle: &PerRuntime<Lifecycle>, phases: &[Phase]) {
+    let _ = writeln!(
+        w,
+        "| phase | sibling median | sibling p95 | runc.v2 median | runc.v2 p95 | ratio |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    let (s, r) = (&lifecycle.sibling, &lifecycle.runc);
+    for (name, phase) in phases {
+        let _ = writeln!(w, "{}", summary_row(name, phase(s), phase(r)));
+    }
+    let _ = writeln!(
+        w,
+        "\nWrong exit codes: sibling {}, runc.v2 {}.\n",
+        s.wrong_exits, r.wrong_exits
+    );
 }
 
 fn summary_row(name: &str, s: Summary, r: Summary) -> String {
