@@ -20,12 +20,31 @@ fn template_spec() -> serde_json::Value {
 /// A shim serving one started container, from the echo template, running `sleep 100`.
 fn start_sleeping_container(fake: &FakeContainerd, id: &str) -> (Shim, PathBuf) {
     let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
-    let shim = fake.start_shim(id, &bundle);
+    let shim = create_and_start(fake, id, &bundle, "", &DEDICATED_SHIM);
+    (shim, bundle)
+}
+
+/// A bundle for `spec` in the test's cgroup, where `FakeContainerd::bundle` puts template ones.
+fn bundle_in_cgroup(fake: &FakeContainerd, id: &str, mut spec: serde_json::Value) -> PathBuf {
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    fake.bundle_with_spec(id, &spec)
+}
+
+/// Runs `start` for `bundle` with `env`, then Create (the init's stdout to the FIFO `stdout`,
+/// "" for none) and Start.
+fn create_and_start(
+    fake: &FakeContainerd,
+    id: &str,
+    bundle: &Path,
+    stdout: &str,
+    env: &[(&str, &str)],
+) -> Shim {
+    let shim = fake.start_shim_with(id, bundle, env);
     shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .create(ctx(), &fake.create_request(id, bundle, stdout))
         .expect("create");
     start(&shim, id).expect("start");
-    (shim, bundle)
+    shim
 }
 
 /// The end of most tests: SIGKILL the init (137), Delete, check nothing of the container is
@@ -242,14 +261,9 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
     namespaces.retain(|ns| ns["type"] != "pid");
     let script = "p=$( (sleep 100 >/dev/null 2>&1 & echo $!) ); echo $p; exec sleep 100";
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
+    let bundle = bundle_in_cgroup(&fake, id, spec);
     let (stdout, lines) = fake.output_lines("stdout");
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let shim = create_and_start(&fake, id, &bundle, &stdout, &DEDICATED_SHIM);
     let orphan: u32 = lines.recv().unwrap().trim().parse().unwrap_or(0);
     assert!(orphan > 0, "no orphan pid printed");
     let orphan_fd = pidfd_open(orphan).expect("orphan alive");
@@ -391,12 +405,8 @@ fn kill_all_and_signal_exit_codes() {
     // sh stays PID 1 and says when both sleeps run.
     let script = "sleep 100 & sleep 100 & echo ready; wait; exit 3";
     let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", script]);
-    let shim = fake.start_shim(id, &bundle);
     let (stdout, lines) = fake.output_lines("stdout");
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let shim = create_and_start(&fake, id, &bundle, &stdout, &DEDICATED_SHIM);
     assert_eq!(lines.recv().unwrap(), "ready");
     let pids = shim
         .task
@@ -727,13 +737,8 @@ fn exec_exits_precede_the_init_exit_without_a_pid_namespace() {
     let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|ns| ns["type"] != "pid");
     spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
     for exec_id in ["x", "y"] {
         let req = fake.exec_request(id, exec_id, &["/bin/sleep", "100"], "");
         shim.task.exec(ctx(), &req).expect("exec");
@@ -793,11 +798,7 @@ fn pause_resume_update_and_stats_through_the_cgroup() {
     let id = "cgroupops";
     let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done";
     let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", script]);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
     assert!(
         eventually(|| read_counter(&bundle) > 3),
         "counter never moved"
@@ -919,13 +920,8 @@ fn an_oom_kill_is_reported_before_the_exit_it_caused() {
     spec["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", hog]);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
     assert_eq!(wait(&shim, id).exit_status, 137);
     // One TaskOOM per kill: the OOM killer may take `tr` before the shell, so the exit can be
     // the fourth or a later event.
@@ -1016,14 +1012,9 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     if !namespaces.iter().any(|n| n["type"] == "cgroup") {
         namespaces.push(serde_json::json!({"type": "cgroup"}));
     }
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
+    let bundle = bundle_in_cgroup(&fake, id, spec);
     let (stdout, reader) = fake.output_fifo("stdout");
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let shim = create_and_start(&fake, id, &bundle, &stdout, &DEDICATED_SHIM);
     assert_eq!(wait(&shim, id).exit_status, 0);
     let output = reader.join().unwrap();
     let lines: Vec<&str> = output.lines().collect();
@@ -1238,13 +1229,8 @@ fn an_oom_kill_the_init_survives_is_reported_at_once() {
     // tail keeps the "line" it reads from /dev/zero until it is killed; the init sleeps on.
     let hog = "(tail /dev/zero); exec sleep 100";
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", hog]);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
     let events = fake.events_for(id, 3);
     assert_eq!(
         topics(&events),
@@ -1272,14 +1258,9 @@ fn the_pids_limit_stops_forks() {
     // subshell), and the init goes on with the two sleeps left.
     let script = "(for i in 1 2 3 4 5; do sleep 100 & done) 2>&1; echo forked; exec sleep 100";
     spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
-    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
-    let bundle = fake.bundle_with_spec(id, &spec);
-    let shim = fake.start_shim(id, &bundle);
+    let bundle = bundle_in_cgroup(&fake, id, spec);
     let (stdout, lines) = fake.output_lines("pids-stdout");
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
-        .expect("create");
-    start(&shim, id).expect("start");
+    let shim = create_and_start(&fake, id, &bundle, &stdout, &DEDICATED_SHIM);
     let mut output = Vec::new();
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) {
         let done = line == "forked";
@@ -1316,12 +1297,7 @@ fn slot_dir(address: &str) -> PathBuf {
 /// A started container running `args`, in whatever daemon `start` picks under `env`.
 fn start_shared(fake: &FakeContainerd, id: &str, args: &[&str], env: &[(&str, &str)]) -> Shim {
     let bundle = fake.bundle(id, "echo", args);
-    let shim = fake.start_shim_with(id, &bundle, env);
-    shim.task
-        .create(ctx(), &fake.create_request(id, &bundle, ""))
-        .expect("create");
-    start(&shim, id).expect("start");
-    shim
+    create_and_start(fake, id, &bundle, "", env)
 }
 
 #[test]
