@@ -3,7 +3,7 @@
 //! that died).
 
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,7 +15,8 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use super::sealed_exe::seal;
 use super::shared::{
-    SHARING_FAILED_ENV, SLOT_DIR_ENV, SlotLock, choose_slot, release_after_dead_daemon, state_root,
+    SHARING_FAILED_ENV, SLOT_DIR_ENV, SlotLock, choose_slot, daemon_answers,
+    release_after_dead_daemon, state_root,
 };
 use nix::mount::{MntFlags, umount2};
 
@@ -45,12 +46,12 @@ pub fn start(flags: &Flags) -> Result<String, String> {
     Ok(address)
 }
 
-/// A container of a pod: the pod's shim, started by its first container. `env` goes to a
-/// daemon this starts.
+/// The shim named after `group`: a pod's, started by its first container, or (where the
+/// slots cannot be used) a container's own. `env` goes to a daemon this starts.
 fn start_grouped(flags: &Flags, group: &str, env: &[(&str, &str)]) -> Result<String, String> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, group);
     let path = address.trim_start_matches("unix://").to_owned();
-    if UnixStream::connect(&path).is_ok() {
+    if daemon_answers(Path::new(&path)) {
         // The pod's shim is already serving: this container joins it.
         return Ok(address);
     }
@@ -181,7 +182,7 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
 /// unless something still answers there (a pod's shim serving other containers).
 fn remove_dead_socket(address: &str) {
     let path = address.trim_start_matches("unix://");
-    if !path.is_empty() && UnixStream::connect(path).is_err() {
+    if !path.is_empty() && !daemon_answers(Path::new(path)) {
         let _ = std::fs::remove_file(path);
     }
 }

@@ -48,6 +48,17 @@ struct Tasks {
     creating: HashSet<String>,
 }
 
+impl Tasks {
+    /// Whether `id` is a container of this daemon, created or being created.
+    fn knows(&self, id: &str) -> bool {
+        self.ready.contains_key(id) || self.creating.contains(id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.creating.is_empty()
+    }
+}
+
 /// Everything the daemon's threads share.
 pub struct Daemon {
     pub namespace: String,
@@ -120,11 +131,12 @@ impl Daemon {
     /// Reserves `id` for a Create; a second Create of a live or in-flight id fails.
     pub fn reserve(&self, id: &str) -> Result<Reservation<'_>, TaskError> {
         let mut tasks = self.tasks();
-        if tasks.ready.contains_key(id) || !tasks.creating.insert(id.to_owned()) {
+        if tasks.knows(id) {
             return Err(TaskError::already_exists(format!(
                 "container {id} already exists"
             )));
         }
+        tasks.creating.insert(id.to_owned());
         Ok(Reservation {
             daemon: self,
             id: id.to_owned(),
@@ -146,8 +158,7 @@ impl Daemon {
 
     /// Whether a container is running or being created here.
     pub fn has_tasks(&self) -> bool {
-        let tasks = self.tasks();
-        !tasks.ready.is_empty() || !tasks.creating.is_empty()
+        !self.tasks().is_empty()
     }
 
     /// Container `id` is gone: a shared daemon gives up its slot membership and, if that was
@@ -166,15 +177,18 @@ impl Daemon {
     /// Shutdown: a pod's daemon exits once it has no container left (containerd calls this
     /// after every Delete of a shim's containers); a shared daemon waits out its idle time.
     pub fn request_shutdown_if_idle(&self, id: &str) {
-        if let Some(shared) = &self.shared {
+        let idle = {
             let tasks = self.tasks();
-            if !tasks.ready.contains_key(id) && !tasks.creating.contains(id) {
+            if let Some(shared) = &self.shared
+                && !tasks.knows(id)
+            {
                 // containerd gave up on a container whose Create never came (or repeats
                 // itself after a Delete): it holds the daemon no longer.
                 shared.leave(id);
             }
-        }
-        if self.has_tasks() {
+            tasks.is_empty()
+        };
+        if !idle {
             return;
         }
         match &self.shared {

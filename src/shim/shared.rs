@@ -126,6 +126,12 @@ impl Slot {
     }
 }
 
+/// Whether a daemon serves the socket at `path`. A daemon that decided to exit removed its
+/// socket under the lock; a crashed one's refuses connections.
+pub fn daemon_answers(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// A container id as a file name: containerd's identifiers never hold a `/`, but check.
 fn member_name(id: &str) -> io::Result<&str> {
     if id.is_empty() || id.contains('/') || id == "." || id == ".." {
@@ -149,9 +155,7 @@ pub fn choose_slot(
     let capacity = containers_per_shim();
     for n in 0..MAX_SLOTS {
         let slot = Slot::new(containerd_address, namespace, n);
-        // A daemon that has decided to exit removed its socket under the lock: connecting is
-        // the test of life (a crashed daemon's socket refuses).
-        if std::os::unix::net::UnixStream::connect(&slot.socket).is_ok() {
+        if daemon_answers(&slot.socket) {
             if slot.member_count() < capacity {
                 slot.join(id)?;
                 return Ok((slot, false));
@@ -197,8 +201,7 @@ pub fn release_after_dead_daemon(address: &str, id: &str) -> bool {
         return true;
     };
     let _ = fs::remove_file(slot.members().join(name));
-    let alive = std::os::unix::net::UnixStream::connect(&slot.socket).is_ok();
-    if !alive && slot.member_count() == 0 {
+    if !daemon_answers(&slot.socket) && slot.member_count() == 0 {
         let _ = fs::remove_file(&slot.socket);
         let _ = fs::remove_dir_all(&slot.dir);
     }
