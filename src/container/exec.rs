@@ -6,14 +6,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::libc;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{AccessFlags, access, execve};
 
 use super::error::InitError;
 use super::fds::mark_inherited_fds_cloexec;
 use super::seccomp::SeccompFilter;
-use super::sys::reset_signal_disposition;
+use super::sys::reset_all_signal_dispositions;
 
 /// `PATH` when the process environment has none (runc's and Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -170,18 +169,10 @@ impl Exec {
 /// execve: Rust's runtime ignores SIGPIPE at start-up, and the container's program would
 /// inherit that (and so would anything the spawner blocked).
 fn reset_signals() -> Result<(), InitError> {
-    for signal in 1..=libc::SIGRTMAX() {
-        match reset_signal_disposition(signal) {
-            // SIGKILL, SIGSTOP and the C library's reserved real-time signals cannot be set.
-            Ok(()) | Err(Errno::EINVAL) => {}
-            Err(errno) => {
-                return Err(InitError::PrepareExec {
-                    step: "reset signal dispositions",
-                    errno,
-                });
-            }
-        }
-    }
+    reset_all_signal_dispositions().map_err(|errno| InitError::PrepareExec {
+        step: "reset signal dispositions",
+        errno,
+    })?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(|errno| {
         InitError::PrepareExec {
             step: "unblock all signals",

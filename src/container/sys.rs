@@ -185,14 +185,51 @@ pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
-/// Sets the disposition of `signal` to SIG_DFL (raw, so real-time signals are covered too).
+/// The kernel's `struct sigaction` for rt_sigaction(2). All-zero is SIG_DFL with no flags and
+/// an empty mask on every architecture (only the field order differs, and zero is zero).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets the disposition of `signal` to SIG_DFL with the raw rt_sigaction system call: the C
+/// library's sigaction refuses the real-time signals it reserves (32 and 33 in glibc), and a
+/// process that inherited them ignored (containerd's children do) would pass that on across
+/// execve. Async-signal-safe: usable between fork and exec.
 pub fn reset_signal_disposition(signal: libc::c_int) -> Result<(), Errno> {
-    // SAFETY: an all-zero sigaction is valid: no flags, an empty mask, handler 0 = SIG_DFL.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: `action` is a valid sigaction the kernel only reads; the old one is not wanted.
-    let ret = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+    let action = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: `action` is a valid kernel sigaction the kernel only reads; no old action is
+    // wanted; the last argument is the size of the kernel's sigset_t (64 signals).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        )
+    };
     Errno::result(ret).map(drop)
+}
+
+/// Every signal back to SIG_DFL (SIGKILL and SIGSTOP cannot be changed and are skipped).
+/// Async-signal-safe.
+pub fn reset_all_signal_dispositions() -> Result<(), Errno> {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        reset_signal_disposition(signal)?;
+    }
+    Ok(())
 }
 
 /// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): marks every fd from `first` up close-on-exec.

@@ -13,6 +13,8 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+
+use crate::container::sys::{close_range_cloexec, reset_all_signal_dispositions};
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -103,15 +105,21 @@ pub fn start_logger(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: the closure only calls dup2, which is async-signal-safe, on fds that stay open
-    // in the parent until spawn returns; dup2 clears close-on-exec on the targets.
+    // SAFETY: the closure only makes system calls that are async-signal-safe (dup2,
+    // close_range, rt_sigaction) on fds that stay open in the parent until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
+            // dup2 clears close-on-exec on the targets.
             for (target, source) in (3..).zip(&raw) {
                 if libc::dup2(*source, target) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Exactly fds 0-5 reach the logger, whatever another thread opened meanwhile
+            // without close-on-exec; and default dispositions (std resets only the mask and
+            // SIGPIPE).
+            close_range_cloexec(6)?;
+            reset_all_signal_dispositions()?;
             Ok(())
         });
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use containerd_shim::Flags;
 use containerd_shim_protos::shim_sync::create_task;
 use containerd_shim_protos::ttrpc::{MethodHandler, Server};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 use super::events::EventQueue;
@@ -24,6 +25,13 @@ use crate::spawn::Spawner;
 
 /// The listener `start` made and handed over (the env var names its fd number).
 pub const LISTEN_FD_ENV: &str = "SIBLING_LISTEN_FD";
+
+/// The daemon's log level from the runtime options (set by `start`).
+pub const LOG_LEVEL_ENV: &str = "SIBLING_LOG_LEVEL";
+
+/// How long SIGTERM waits for the killed containers' inits to be reaped. A process in
+/// uninterruptible sleep may outlast it; the daemon then releases what it can and exits.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where containerd's ttrpc address (for events) arrives.
 const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
@@ -51,7 +59,8 @@ pub fn run(flags: &Flags) -> i32 {
         eprintln!("block signals: {e}");
         return 1;
     }
-    logger::init(flags.debug, &flags.namespace, &flags.id);
+    let level = std::env::var(LOG_LEVEL_ENV).ok();
+    logger::init(flags.debug, level.as_deref(), &flags.namespace, &flags.id);
     match serve(flags, spawner, &signals) {
         Ok(()) => 0,
         Err(e) => {
@@ -194,17 +203,40 @@ fn retire_if_idle(daemon: &Daemon, shared: &Membership) -> bool {
 }
 
 /// SIGTERM: kill every container, reap it here (this thread is the reaper) and release its
-/// mounts and cgroups, so the shim leaves nothing behind.
+/// mounts and cgroups, so the shim leaves nothing behind. A paused container is thawed first
+/// (a process frozen by the v1 freezer does not act on SIGKILL), and the wait is bounded by
+/// [`STOP_TIMEOUT`] (the idle timer's SIGALRM, re-armed here, ends it).
 fn stop_all_containers(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
-    for task in daemon.all_tasks() {
-        let _ = task.init.kill(nix::libc::SIGKILL);
-        while task.init.exit().is_none() {
-            if let Ok(Signal::SIGCHLD) = signals.wait() {
-                reap_children(exits);
+    let tasks = daemon.all_tasks();
+    for task in &tasks {
+        let _scope = logger::scope(&task.id);
+        if let Some(cgroup) = &task.cgroup {
+            cgroup.thaw_v1_freezer();
+            if let Err(e) = cgroup.kill_all(Signal::SIGKILL) {
+                log::warn!("stop: kill the processes of the cgroup: {e}");
             }
         }
-        if let Err(e) = task.destroy(false) {
-            log::error!("stop {}: {e}", task.id);
+        let _ = task.init.kill(nix::libc::SIGKILL);
+    }
+    super::wake_after(STOP_TIMEOUT);
+    while tasks.iter().any(|task| task.init.exit().is_none()) {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => reap_children(exits),
+            Ok(Signal::SIGALRM) => break,
+            _ => {}
+        }
+    }
+    for task in tasks {
+        let _scope = logger::scope(&task.id);
+        if task.init.exit().is_none() {
+            log::error!(
+                "stop: init {} did not exit within {STOP_TIMEOUT:?} of SIGKILL; releasing the \
+                 container anyway",
+                task.init.pid
+            );
+        }
+        if let Err(e) = task.destroy_bounded(false) {
+            log::error!("stop: {e}");
         }
         daemon.remove(&task.id);
     }
@@ -218,10 +250,15 @@ fn take_listener(flags: &Flags) -> Result<RawFd, String> {
         return fd
             .parse::<RawFd>()
             .map_err(|_| format!("bad {LISTEN_FD_ENV}: {fd}"))
-            .map(|fd| {
+            .and_then(|fd| {
                 // SAFETY: `start` passed us this listening socket as this fd number.
                 let listener = unsafe { UnixListener::from_raw_fd(fd) };
-                listener.into_raw_fd()
+                // `start` cleared close-on-exec so the socket survives our execve; set it
+                // again, or every process the daemon starts (a binary:// logger, say) would
+                // hold it, and a dead daemon would look alive.
+                fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                    .map_err(|e| format!("listener close-on-exec: {e}"))?;
+                Ok(listener.into_raw_fd())
             });
     }
     // Started by hand (`-socket`): bind it ourselves.

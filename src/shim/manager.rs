@@ -13,14 +13,15 @@ use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::shim::DeleteResponse;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
+use super::options::{ShimOptions, read_shim_options};
 use super::sealed_exe::seal;
 use super::shared::{
-    SHARING_FAILED_ENV, SLOT_DIR_ENV, SlotLock, choose_slot, daemon_answers,
+    IDLE_ENV, Liveness, SHARING_FAILED_ENV, SLOT_DIR_ENV, SlotLock, check_daemon, choose_slot,
     release_after_dead_daemon, state_root,
 };
 use nix::mount::{MntFlags, umount2};
 
-use super::daemon::LISTEN_FD_ENV;
+use super::daemon::{LISTEN_FD_ENV, LOG_LEVEL_ENV};
 use super::state_file::StateFile;
 use super::time::timestamp_now;
 
@@ -31,50 +32,64 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
 ];
 
 /// `start`: returns the ttrpc address containerd must use (and nothing else may be printed).
+///
+/// A pod's containers share the pod's daemon; every other container gets a daemon of its own,
+/// named after it, that exits with it, unless the runtime's options turn sharing on.
 pub fn start(flags: &Flags) -> Result<String, String> {
+    let options = read_shim_options()?;
     let address = match pod_group(Path::new(".")) {
-        Some(group) => start_grouped(flags, &group, &[])?,
-        // Without the slot state (a read-only /run, say) the container still runs: in a
-        // daemon of its own, named after it, that exits with it. Nothing may go to stderr
-        // here (containerd reads it as the address); that daemon logs why.
-        None => start_shared(flags).or_else(|why| {
+        Some(group) => start_grouped(flags, &group, &options, &[])?,
+        // Without the slot state (a read-only /run, a lock held too long) the container still
+        // runs: in a daemon of its own. Nothing may go to stderr here (containerd reads it as
+        // the address); that daemon logs why.
+        None if options.sharing() => start_shared(flags, &options).or_else(|why| {
             let why = [(SHARING_FAILED_ENV, why.as_str())];
-            start_grouped(flags, &flags.id, &why)
+            start_grouped(flags, &flags.id, &options, &why)
         })?,
+        None => start_grouped(flags, &flags.id, &options, &[])?,
     };
     write_address_file(&address)?;
     Ok(address)
 }
 
-/// The shim named after `group`: a pod's, started by its first container, or (where the
-/// slots cannot be used) a container's own. `env` goes to a daemon this starts.
-fn start_grouped(flags: &Flags, group: &str, env: &[(&str, &str)]) -> Result<String, String> {
+/// The shim named after `group`: a pod's, started by its first container, or a container's
+/// own. `env` goes to a daemon this starts.
+fn start_grouped(
+    flags: &Flags,
+    group: &str,
+    options: &ShimOptions,
+    env: &[(&str, &str)],
+) -> Result<String, String> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, group);
     let path = address.trim_start_matches("unix://").to_owned();
-    if daemon_answers(Path::new(&path)) {
+    match check_daemon(Path::new(&path)) {
         // The pod's shim is already serving: this container joins it.
-        return Ok(address);
+        Liveness::Answers => return Ok(address),
+        Liveness::Silent => {
+            return Err(format!(
+                "the shim at {address} accepts connections but does not answer"
+            ));
+        }
+        // Nobody listens: whatever is there is stale.
+        Liveness::Gone => {}
     }
-    // Nobody answers: whatever is there is stale.
     let _ = std::fs::remove_file(&path);
-    listen_and_spawn(flags, &address, Path::new(&path), env)?;
+    listen_and_spawn(flags, &address, Path::new(&path), options, env)?;
     Ok(address)
 }
 
-/// Any other container: a shared daemon with room (see `shared`), started if there is none.
-fn start_shared(flags: &Flags) -> Result<String, String> {
+/// Any other container, with sharing on: a shared daemon with room (see `shared`), started if
+/// there is none.
+fn start_shared(flags: &Flags, options: &ShimOptions) -> Result<String, String> {
     let lock = SlotLock::acquire()
         .map_err(|e| format!("lock {}: {e}", state_root().join("lock").display()))?;
-    let (slot, spawn) = choose_slot(&lock, &flags.address, &flags.namespace, &flags.id)
+    let (slot, spawn) = choose_slot(&lock, &flags.address, &flags.namespace, &flags.id, options)
         .map_err(|e| format!("join a shared shim: {e}"))?;
     if spawn {
         let slot_dir = slot.dir.display().to_string();
-        listen_and_spawn(
-            flags,
-            &slot.address,
-            &slot.socket,
-            &[(SLOT_DIR_ENV, &slot_dir)],
-        )?;
+        let idle = options.idle().as_secs().to_string();
+        let env = [(SLOT_DIR_ENV, slot_dir.as_str()), (IDLE_ENV, idle.as_str())];
+        listen_and_spawn(flags, &slot.address, &slot.socket, options, &env)?;
     }
     // The lock goes only now: a daemon cannot retire between the member file and the answer.
     drop(lock);
@@ -82,19 +97,30 @@ fn start_shared(flags: &Flags) -> Result<String, String> {
 }
 
 /// Binds the socket at `path` and spawns a daemon serving it, with `env` added to its
-/// environment.
+/// environment, in the shim cgroup the options name and with containerd's OOM score + 1.
 fn listen_and_spawn(
     flags: &Flags,
     address: &str,
     path: &Path,
+    options: &ShimOptions,
     env: &[(&str, &str)],
 ) -> Result<(), String> {
+    // On `start` itself, so the daemon (and its spawner) are born with both: no window in
+    // which the daemon runs elsewhere.
+    if let Some(cgroup) = &options.shim_cgroup {
+        super::shim_cgroup::enter(cgroup)?;
+    }
+    super::shim_cgroup::adjust_oom_score()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
     let listener =
         UnixListener::bind(path).map_err(|e| format!("listen on {}: {e}", path.display()))?;
-    spawn_daemon(flags, address, &listener, env).inspect_err(|_| {
+    let mut env = env.to_vec();
+    if let Some(level) = &options.log_level {
+        env.push((LOG_LEVEL_ENV, level));
+    }
+    spawn_daemon(flags, address, &listener, &env).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })
 }
@@ -182,7 +208,7 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
 /// unless something still answers there (a pod's shim serving other containers).
 fn remove_dead_socket(address: &str) {
     let path = address.trim_start_matches("unix://");
-    if !path.is_empty() && !daemon_answers(Path::new(path)) {
+    if !path.is_empty() && check_daemon(Path::new(path)) == Liveness::Gone {
         let _ = std::fs::remove_file(path);
     }
 }

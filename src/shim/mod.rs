@@ -16,6 +16,7 @@ pub mod rootfs;
 pub mod sealed_exe;
 pub mod service;
 pub mod shared;
+pub mod shim_cgroup;
 pub mod spawner_slot;
 pub mod state_file;
 pub mod task;
@@ -164,6 +165,7 @@ impl Daemon {
     /// Container `id` is gone: a shared daemon gives up its slot membership and, if that was
     /// the last, starts its idle timer.
     fn left(&self, id: &str) {
+        logger::leave(id);
         if let Some(shared) = &self.shared {
             shared.leave(id);
             if !self.has_tasks() {

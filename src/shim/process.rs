@@ -213,6 +213,16 @@ impl Process {
         }
     }
 
+    /// [`Process::wait`], at most `timeout`.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<Exit> {
+        let state = self.lock();
+        let (state, _) = self
+            .exited
+            .wait_timeout_while(state, timeout, |s| s.exit.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        state.exit.clone()
+    }
+
     pub fn exit(&self) -> Option<Exit> {
         self.lock().exit.clone()
     }

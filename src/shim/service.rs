@@ -45,8 +45,6 @@ impl TaskService {
         // TaskCreate is enqueued by Task::create, before the init can exit.
         let task = Arc::new(Task::create(&self.daemon, req)?);
         let pid = task.init.pid;
-        // containerd reads this container's log FIFO for as long as it lives.
-        logger::follow(&task.bundle);
         self.daemon.insert(task);
         Ok(CreateTaskResponse {
             pid,
@@ -91,9 +89,10 @@ impl TaskService {
             )));
         }
         let result = task.destroy(true);
+        if let Err(e) = &result {
+            log::error!("delete {}: {e}", req.id);
+        }
         self.daemon.remove(&req.id);
-        let next = self.daemon.all_tasks().into_iter().next();
-        logger::leave(&task.bundle, next.as_ref().map(|t| t.bundle.as_path()));
         let exit = task.init.wait();
         self.daemon.events.publish(
             TASK_DELETE_EVENT_TOPIC,
@@ -106,9 +105,6 @@ impl TaskService {
                 ..Default::default()
             }),
         );
-        if let Err(e) = result {
-            log::error!("delete {}: {e}", req.id);
-        }
         Ok(DeleteResponse {
             pid: task.init.pid,
             exit_status: exit.code,
@@ -355,23 +351,28 @@ impl TaskRpc for TaskService {
         _: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
+        let _scope = logger::scope(&req.id);
         log::info!("create {} (bundle {})", req.id, req.bundle);
         reply("create", &req.id, self.do_create(&req))
     }
 
     fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let _scope = logger::scope(&req.id);
         reply("start", &req.id, self.do_start(&req))
     }
 
     fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let _scope = logger::scope(&req.id);
         reply("delete", &req.id, self.do_delete(&req))
     }
 
     fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let _scope = logger::scope(&req.id);
         reply("state", &req.id, self.do_state(&req))
     }
 
     fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let _scope = logger::scope(&req.id);
         let exit = reply("wait", &req.id, self.wait_for(&req))?;
         Ok(WaitResponse {
             exit_status: exit.code,
@@ -381,18 +382,22 @@ impl TaskRpc for TaskService {
     }
 
     fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("kill", &req.id, self.do_kill(&req)).map(|()| Empty::new())
     }
 
     fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let _scope = logger::scope(&req.id);
         reply("pids", &req.id, self.do_pids(&req))
     }
 
     fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("close_io", &req.id, self.do_close_io(&req)).map(|()| Empty::new())
     }
 
     fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let _scope = logger::scope(&req.id);
         let task_pid = self.daemon.task(&req.id).map_or(0, |t| t.init.pid);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -403,15 +408,18 @@ impl TaskRpc for TaskService {
     }
 
     fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         self.daemon.request_shutdown_if_idle(&req.id);
         Ok(Empty::new())
     }
 
     fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("pause", &req.id, self.do_freeze(&req.id, true)).map(|()| Empty::new())
     }
 
     fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("resume", &req.id, self.do_freeze(&req.id, false)).map(|()| Empty::new())
     }
 
@@ -420,18 +428,22 @@ impl TaskRpc for TaskService {
     }
 
     fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("exec", &req.id, self.do_exec(&req)).map(|()| Empty::new())
     }
 
     fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("resize_pty", &req.id, self.do_resize_pty(&req)).map(|()| Empty::new())
     }
 
     fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
         reply("update", &req.id, self.do_update(&req)).map(|()| Empty::new())
     }
 
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let _scope = logger::scope(&req.id);
         reply("stats", &req.id, self.do_stats(&req))
     }
 }

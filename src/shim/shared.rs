@@ -1,11 +1,14 @@
-//! Shared shims: containers outside pods share a daemon, a few at a time, and an idle daemon
-//! stays a moment for the next container.
+//! Shared shims, an option a user turns on: containers outside pods share a daemon, a few at a
+//! time, and an idle daemon stays a moment for the next container.
 //!
-//! A container of a pod joins its pod's shim (`manager::pod_group`). Every other container of a
-//! namespace goes to a *slot*: slot n is one daemon serving at most `SIBLING_CONTAINERS_PER_SHIM`
-//! (default 16) containers. When its last container is deleted the daemon waits
-//! `SIBLING_IDLE_SHIM_SECONDS` (default 10) before it exits, so the next container starts
-//! without starting a shim. Both are read from the environment containerd gives its shims.
+//! By default every container outside a pod gets a daemon of its own that exits with it (as
+//! runc.v2). With `containers_per_shim` above 1 in the runtime's options (read by `start` from
+//! its stdin, see `options::ShimOptions`), a container of a pod still joins its pod's shim
+//! (`manager::pod_group`), and every other container goes to a *slot*: slot n is one daemon
+//! serving at most `containers_per_shim` containers. When its last container is deleted the
+//! daemon waits `idle_seconds` (default 10) before it exits. Slots are keyed by the shim
+//! binary's identity and the options, so an upgraded binary or changed settings get daemons of
+//! their own instead of joining old ones.
 //!
 //! The race this must win: a daemon deciding to exit while `start` has just handed its
 //! address to containerd for a new container. So both sides decide under one lock (an `flock`
@@ -13,14 +16,21 @@
 //! before it answers; the daemon exits only when it has no task and no member file younger than
 //! [`RESERVATION_TIMEOUT`], and removes its socket and slot directory before it lets go of the
 //! lock. The daemon removes a member file when the container is deleted or its Create fails.
+//! Every wait here is bounded: the lock ([`LOCK_TIMEOUT`]) and the liveness check, a ttrpc call
+//! with a deadline ([`LIVENESS_TIMEOUT`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
+use containerd_shim_protos::shim::shim::ConnectRequest;
+use containerd_shim_protos::ttrpc::{self, context};
 use nix::fcntl::{Flock, FlockArg};
+
+use super::options::ShimOptions;
 
 /// Where slots keep their lock and member files (tmpfs on most hosts: gone at boot), unless
 /// [`STATE_ROOT_ENV`] names another directory.
@@ -40,13 +50,16 @@ pub const SLOT_DIR_ENV: &str = "SIBLING_SHARED_SLOT";
 /// used: the daemon logs the reason (`start` itself may not write to stderr).
 pub const SHARING_FAILED_ENV: &str = "SIBLING_SHARING_FAILED";
 
-/// How many containers one shared daemon serves (1: one container per daemon).
-pub const PER_SHIM_ENV: &str = "SIBLING_CONTAINERS_PER_SHIM";
-const DEFAULT_PER_SHIM: usize = 16;
+/// How long an idle shared daemon waits for a new container; set by `start` for the daemon
+/// from the runtime options.
+pub const IDLE_ENV: &str = "SIBLING_SHARED_IDLE_SECONDS";
 
-/// How long an idle shared daemon waits for a new container before it exits (0: at once).
-pub const IDLE_ENV: &str = "SIBLING_IDLE_SHIM_SECONDS";
-const DEFAULT_IDLE: Duration = Duration::from_secs(10);
+/// The longest wait for the slot lock: a holder that hangs (a stopped `start`) costs the next
+/// container its sharing (it gets a daemon of its own), never its start.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a live daemon has to answer the liveness call.
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a member file without a task counts: containerd sends Create right after `start`
 /// answers, so an older one is left over from a Create that never came.
@@ -59,8 +72,22 @@ const MAX_SLOTS: usize = 4096;
 pub struct SlotLock(#[allow(dead_code)] Flock<File>);
 
 impl SlotLock {
+    /// Takes the lock, waiting at most [`LOCK_TIMEOUT`]. The wait runs on a thread of its own:
+    /// if it times out, that thread takes the lock later only to drop it at once.
     pub fn acquire() -> io::Result<SlotLock> {
-        Self::acquire_in(&state_root())
+        let root = state_root();
+        let (tx, rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("slot-lock".into())
+            .spawn(move || {
+                let _ = tx.send(Self::acquire_in(&root));
+            })?;
+        rx.recv_timeout(LOCK_TIMEOUT).unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the shared-shim lock is held for more than {LOCK_TIMEOUT:?}"),
+            ))
+        })
     }
 
     fn acquire_in(root: &Path) -> io::Result<SlotLock> {
@@ -88,12 +115,13 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Slot `n` of `namespace` for the containerd at `containerd_address`.
-    pub fn new(containerd_address: &str, namespace: &str, n: usize) -> Slot {
+    /// Slot `n` of `namespace` for the containerd at `containerd_address`, for daemons of this
+    /// binary with these options (`key`, see [`slot_key`]).
+    pub fn new(containerd_address: &str, namespace: &str, key: &str, n: usize) -> Slot {
         let address = containerd_shim::socket_address(
             containerd_address,
             namespace,
-            &format!("sibling-shared-{n}"),
+            &format!("sibling-shared-{key}-{n}"),
         );
         let socket = PathBuf::from(address.trim_start_matches("unix://"));
         // The socket's name is already a hash of containerd's address, namespace and slot.
@@ -126,10 +154,71 @@ impl Slot {
     }
 }
 
-/// Whether a daemon serves the socket at `path`. A daemon that decided to exit removed its
-/// socket under the lock; a crashed one's refuses connections.
+/// What a liveness check of a daemon's socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// A daemon answered a ttrpc call.
+    Answers,
+    /// Something accepted the connection (or its backlog is full) but no answer came in time:
+    /// a wedged daemon. Its socket is not ours to take.
+    Silent,
+    /// No socket, or nobody listening: a daemon that exited or died.
+    Gone,
+}
+
+/// Checks the daemon at `path` with a ttrpc call (Connect) that has a deadline. The connect
+/// itself is non-blocking, so a daemon whose backlog is full cannot hold the caller either.
+pub fn check_daemon(path: &Path) -> Liveness {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    let Ok(address) = UnixAddr::new(path) else {
+        return Liveness::Gone;
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let Ok(socket) = socket(AddressFamily::Unix, SockType::Stream, flags, None) else {
+        return Liveness::Gone;
+    };
+    match connect(socket.as_raw_fd(), &address) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EAGAIN) => return Liveness::Silent,
+        Err(_) => return Liveness::Gone,
+    }
+    // Blocking again for the ttrpc client; the call's deadline bounds the wait.
+    let blocking = nix::fcntl::OFlag::empty();
+    if nix::fcntl::fcntl(&socket, nix::fcntl::FcntlArg::F_SETFL(blocking)).is_err() {
+        return Liveness::Gone;
+    }
+    let Ok(client) = ttrpc::Client::new(socket.into_raw_fd()) else {
+        return Liveness::Gone;
+    };
+    let task = containerd_shim_protos::shim_sync::TaskClient::new(client);
+    let deadline = context::with_timeout(LIVENESS_TIMEOUT.as_nanos() as i64);
+    match task.connect(deadline, &ConnectRequest::default()) {
+        // Any answer, an error status too, comes from a serving daemon.
+        Ok(_) | Err(ttrpc::Error::RpcStatus(_)) => Liveness::Answers,
+        Err(_) => Liveness::Silent,
+    }
+}
+
+/// Whether a daemon serves the socket at `path` (see [`check_daemon`]).
 pub fn daemon_answers(path: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
+    check_daemon(path) == Liveness::Answers
+}
+
+/// The part of a slot's name that sets apart daemons of another binary (an upgrade replaced
+/// the file) or other sharing options: they never serve each other's containers.
+pub fn slot_key(options: &ShimOptions) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = DefaultHasher::new();
+    let binary = std::env::current_exe().and_then(fs::metadata);
+    if let Ok(meta) = binary {
+        (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher);
+        (meta.ctime(), meta.ctime_nsec()).hash(&mut hasher);
+    }
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    options.hash(&mut hasher);
+    format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
 /// A container id as a file name: containerd's identifiers never hold a `/`, but check.
@@ -151,16 +240,20 @@ pub fn choose_slot(
     containerd_address: &str,
     namespace: &str,
     id: &str,
+    options: &ShimOptions,
 ) -> io::Result<(Slot, bool)> {
-    let capacity = containers_per_shim();
+    let capacity = options.containers_per_shim as usize;
+    let key = slot_key(options);
     for n in 0..MAX_SLOTS {
-        let slot = Slot::new(containerd_address, namespace, n);
-        if daemon_answers(&slot.socket) {
-            if slot.member_count() < capacity {
+        let slot = Slot::new(containerd_address, namespace, &key, n);
+        match check_daemon(&slot.socket) {
+            Liveness::Answers if slot.member_count() < capacity => {
                 slot.join(id)?;
                 return Ok((slot, false));
             }
-            continue;
+            // Full, or wedged: the next slot.
+            Liveness::Answers | Liveness::Silent => continue,
+            Liveness::Gone => {}
         }
         slot.reset()?;
         slot.join(id)?;
@@ -201,19 +294,11 @@ pub fn release_after_dead_daemon(address: &str, id: &str) -> bool {
         return true;
     };
     let _ = fs::remove_file(slot.members().join(name));
-    if !daemon_answers(&slot.socket) && slot.member_count() == 0 {
+    if check_daemon(&slot.socket) == Liveness::Gone && slot.member_count() == 0 {
         let _ = fs::remove_file(&slot.socket);
         let _ = fs::remove_dir_all(&slot.dir);
     }
     true
-}
-
-fn containers_per_shim() -> usize {
-    std::env::var(PER_SHIM_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_PER_SHIM)
 }
 
 /// What a shared daemon knows of its slot.
@@ -240,7 +325,7 @@ impl Membership {
         let idle = std::env::var(IDLE_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
-            .map_or(DEFAULT_IDLE, Duration::from_secs);
+            .map_or(ShimOptions::default().idle(), Duration::from_secs);
         Some(Membership {
             dir: PathBuf::from(dir),
             socket: PathBuf::from(socket.trim_start_matches("unix://")),

@@ -22,7 +22,7 @@ use super::options::parse_options;
 use super::process::{Kind, Process};
 use super::rootfs::{MountedRootfs, mount_rootfs};
 use super::state_file::StateFile;
-use super::{DEFAULT_CGROUP_PARENT, Daemon};
+use super::{DEFAULT_CGROUP_PARENT, Daemon, logger};
 use crate::container::InitConfig;
 use crate::container::cgroups::{Cgroup, CgroupPath, DeviceRules};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
@@ -83,10 +83,10 @@ impl Task {
             ));
         }
         let options = parse_options(req.options.as_ref())?;
-        if let Some(level) = options.log_level {
-            log::set_max_level(level);
-        }
         let bundle = PathBuf::from(&req.bundle);
+        // containerd reads this container's log FIFO for as long as it lives; its lines go
+        // there, at its own level.
+        logger::follow(&req.id, &bundle, options.log_level);
         let spec = load_spec(&bundle)?;
         let rootfs_path = resolve_root(&bundle, &spec)?;
         let mut acquired = Acquired {
@@ -195,12 +195,30 @@ impl Task {
     /// `wait_for_readers`: let containerd read the init's last output first (Delete does; a
     /// shim shutting down on SIGTERM does not wait for anyone).
     pub fn destroy(&self, wait_for_readers: bool) -> Result<(), TaskError> {
+        self.release(wait_for_readers, None)
+    }
+
+    /// [`Task::destroy`] that waits at most a few seconds for the init's exit: for the reaper's
+    /// own thread, which cannot reap while it waits, and for a process that ignores SIGKILL
+    /// (uninterruptible sleep).
+    pub fn destroy_bounded(&self, wait_for_readers: bool) -> Result<(), TaskError> {
+        self.release(wait_for_readers, Some(std::time::Duration::from_secs(2)))
+    }
+
+    fn release(
+        &self,
+        wait_for_readers: bool,
+        bound: Option<std::time::Duration>,
+    ) -> Result<(), TaskError> {
         let Some(mut held) = self.held().take() else {
             return Ok(());
         };
         if self.init.exit().is_none() {
             let _ = self.init.kill(nix::libc::SIGKILL);
-            self.init.wait();
+            match bound {
+                None => drop(self.init.wait()),
+                Some(bound) => drop(self.init.wait_timeout(bound)),
+            }
         }
         if wait_for_readers {
             held.io.wait_output_read();

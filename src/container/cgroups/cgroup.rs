@@ -286,7 +286,7 @@ impl Cgroup {
 
     /// A process frozen by the v1 freezer does not act on SIGKILL until thawed. cgroup2's
     /// freezer lets fatal signals through, so it needs nothing.
-    fn thaw_v1_freezer(&self) {
+    pub fn thaw_v1_freezer(&self) {
         for dir in self.dirs.iter().filter(|d| d.has_controller("freezer")) {
             let state = dir.path.join("freezer.state");
             match write_file(&state, "THAWED") {
