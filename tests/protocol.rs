@@ -62,6 +62,18 @@ fn kill_delete_and_shut_down(fake: &FakeContainerd, shim: &Shim, id: &str) {
     shim.shutdown_and_wait();
 }
 
+/// SIGKILL and Delete, while other containers of the test still run (no leak check).
+fn kill_and_delete(shim: &Shim, id: &str) {
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill init");
+    assert_eq!(wait(shim, id).exit_status, 137);
+    delete(shim, id).expect("delete");
+}
+
 fn topics(events: &[Recorded]) -> Vec<&str> {
     events.iter().map(|e| e.topic.as_str()).collect()
 }
@@ -1294,10 +1306,22 @@ fn slot_dir(address: &str) -> PathBuf {
     Path::new("/run/sibling/shared").join(socket.file_name().expect("socket name"))
 }
 
-/// A started container running `args`, in whatever daemon `start` picks under `env`.
-fn start_shared(fake: &FakeContainerd, id: &str, args: &[&str], env: &[(&str, &str)]) -> Shim {
+/// A started container running `args`, in whatever daemon `start` picks under `env` and the
+/// runtime `options` on its stdin.
+fn start_shared(
+    fake: &FakeContainerd,
+    id: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    options: &[u8],
+) -> Shim {
     let bundle = fake.bundle(id, "echo", args);
-    create_and_start(fake, id, &bundle, "", env)
+    let shim = fake.start_shim_options(id, &bundle, env, options);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    start(&shim, id).expect("start");
+    shim
 }
 
 #[test]
@@ -1306,14 +1330,12 @@ fn containers_outside_pods_share_a_daemon_up_to_its_limit() {
         return;
     }
     let fake = FakeContainerd::new("shared-limit");
-    let env = [
-        ("SIBLING_CONTAINERS_PER_SHIM", "2"),
-        ("SIBLING_IDLE_SHIM_SECONDS", "0"),
-    ];
+    // Two per daemon; the shortest idle time (1 s).
+    let options = sharing(2, 1);
     let sleep = ["/bin/sleep", "100"];
-    let a = start_shared(&fake, "shared-a", &sleep, &env);
-    let b = start_shared(&fake, "shared-b", &sleep, &env);
-    let c = start_shared(&fake, "shared-c", &sleep, &env);
+    let a = start_shared(&fake, "shared-a", &sleep, &[], &options);
+    let b = start_shared(&fake, "shared-b", &sleep, &[], &options);
+    let c = start_shared(&fake, "shared-c", &sleep, &[], &options);
     assert_eq!(a.address, b.address, "a and b share a daemon");
     assert_eq!(a.shim_pid(), b.shim_pid());
     assert_ne!(
@@ -1354,7 +1376,7 @@ fn containers_outside_pods_share_a_daemon_up_to_its_limit() {
     let a_bundle = fake.dir.join("bundles/shared-a");
     assert_eq!(mounts_under(&a_bundle), Vec::<String>::new(), "a's rootfs");
 
-    // b was the shared daemon's last container: with no idle time it goes at Shutdown.
+    // b was the shared daemon's last container: it goes a second after Shutdown.
     kill(&b, "shared-b");
     b.shutdown_and_wait();
     assert!(!slot_dir(&b.address).exists(), "slot directory left");
@@ -1373,8 +1395,8 @@ fn an_idle_shared_daemon_serves_the_next_container_then_leaves_nothing() {
     }
     let fake = FakeContainerd::new("shared-idle");
     // Long enough that the second container surely finds the daemon still there.
-    let env = [("SIBLING_IDLE_SHIM_SECONDS", "5")];
-    let first = start_shared(&fake, "idle-1", &["/bin/sh", "-c", "exit 3"], &env);
+    let options = sharing(16, 5);
+    let first = start_shared(&fake, "idle-1", &["/bin/sh", "-c", "exit 3"], &[], &options);
     assert_eq!(wait(&first, "idle-1").exit_status, 3);
     delete(&first, "idle-1").expect("delete");
     let pid = first.shim_pid();
@@ -1383,7 +1405,7 @@ fn an_idle_shared_daemon_serves_the_next_container_then_leaves_nothing() {
         .shutdown(ctx(), &ShutdownRequest::default())
         .expect("shutdown answers: the daemon stays for its idle time");
 
-    let second = start_shared(&fake, "idle-2", &["/bin/sh", "-c", "exit 4"], &env);
+    let second = start_shared(&fake, "idle-2", &["/bin/sh", "-c", "exit 4"], &[], &options);
     assert_eq!(second.address, first.address);
     assert_eq!(
         second.shim_pid(),
@@ -1424,20 +1446,17 @@ fn starts_racing_a_retiring_shared_daemon_never_lose_a_container() {
         return;
     }
     let fake = FakeContainerd::new("shared-race");
-    let env = [
-        ("SIBLING_CONTAINERS_PER_SHIM", "3"),
-        ("SIBLING_IDLE_SHIM_SECONDS", "0"),
-    ];
+    let options = sharing(3, 1);
     let daemons = std::sync::Mutex::new(std::collections::BTreeMap::new());
     std::thread::scope(|scope| {
         for worker in 0..6 {
-            let (fake, env, daemons) = (&fake, &env, &daemons);
+            let (fake, options, daemons) = (&fake, &options, &daemons);
             scope.spawn(move || {
                 for round in 0..4 {
                     let id = format!("race-{worker}-{round}");
                     let code = worker * 10 + round;
                     let script = format!("exit {code}");
-                    let shim = start_shared(fake, &id, &["/bin/sh", "-c", &script], env);
+                    let shim = start_shared(fake, &id, &["/bin/sh", "-c", &script], &[], options);
                     let pid = shim.shim_pid();
                     if let Some(pidfd) = pidfd_open(pid) {
                         let address = shim.address.clone();
@@ -1482,7 +1501,13 @@ fn without_slot_state_a_container_gets_a_daemon_of_its_own() {
     let fake = FakeContainerd::new("shared-fallback");
     let env = [("SIBLING_SHARED_ROOT", "/proc/version/shared")];
     let id = "fallback";
-    let shim = start_shared(&fake, id, &["/bin/sh", "-c", "exit 6"], &env);
+    let shim = start_shared(
+        &fake,
+        id,
+        &["/bin/sh", "-c", "exit 6"],
+        &env,
+        &sharing(16, 1),
+    );
     // containerd's socket name for a shim grouped by this container's id alone.
     let own = containerd_shim::socket_address(&fake.address(), NAMESPACE, id);
     assert_eq!(shim.address, own, "a socket named after the container");
@@ -1557,4 +1582,279 @@ fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
     .expect("SIGTERM the daemon");
     assert!(wait_pidfd(&pidfd, Duration::from_secs(10)), "daemon stayed");
     assert!(!slot_dir(&shim.address).exists(), "slot left");
+}
+
+/// The default: every container outside a pod gets a daemon of its own, which exits with it
+/// (at containerd's Shutdown after its Delete), as runc.v2's shim does.
+#[test]
+fn containers_outside_pods_get_a_daemon_each_by_default() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("own-daemons");
+    let sleep = ["/bin/sleep", "100"];
+    let a = start_shared(&fake, "own-a", &sleep, &[], &[]);
+    let b = start_shared(&fake, "own-b", &sleep, &[], &[]);
+    assert_ne!(a.address, b.address, "two containers, two sockets");
+    assert_ne!(a.shim_pid(), b.shim_pid(), "two containers, two daemons");
+    for (shim, id) in [(&a, "own-a"), (&b, "own-b")] {
+        let own = containerd_shim::socket_address(&fake.address(), NAMESPACE, id);
+        assert_eq!(
+            shim.address, own,
+            "{id}: a socket named after the container"
+        );
+    }
+    let a_pid = a.shim_pid();
+    let pidfd = pidfd_open(a_pid).expect("daemon pidfd");
+    kill_and_delete(&a, "own-a");
+    a.shutdown_and_wait();
+    assert!(
+        wait_pidfd(&pidfd, Duration::from_secs(10)),
+        "a's daemon {a_pid} outlived its container"
+    );
+    assert_eq!(
+        state(&b, "own-b").status.enum_value(),
+        Ok(Status::RUNNING),
+        "b runs on"
+    );
+    kill_delete_and_shut_down(&fake, &b, "own-b");
+}
+
+/// With sharing on, daemons are keyed by the options (and the binary): containers with the
+/// same options share one, other options get another.
+#[test]
+fn shared_daemons_are_keyed_by_their_options() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-keys");
+    let sleep = ["/bin/sleep", "100"];
+    let a = start_shared(&fake, "key-a", &sleep, &[], &sharing(4, 1));
+    let b = start_shared(&fake, "key-b", &sleep, &[], &sharing(4, 1));
+    let c = start_shared(&fake, "key-c", &sleep, &[], &sharing(4, 2));
+    assert_eq!(a.shim_pid(), b.shim_pid(), "same options: one daemon");
+    assert_ne!(a.shim_pid(), c.shim_pid(), "other options: another daemon");
+    kill_and_delete(&a, "key-a");
+    kill_and_delete(&c, "key-c");
+    c.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &b, "key-b");
+}
+
+/// A shared daemon that accepts connections but no longer answers (here: stopped) is passed
+/// over: the liveness check is a ttrpc call with a deadline, so `start` neither hangs on it nor
+/// hands containerd its address.
+#[test]
+fn a_wedged_shared_daemon_is_passed_over_in_bounded_time() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("shared-wedged");
+    let options = sharing(8, 1);
+    let sleep = ["/bin/sleep", "100"];
+    let a = start_shared(&fake, "wedge-a", &sleep, &[], &options);
+    let wedged = nix::unistd::Pid::from_raw(a.shim_pid() as i32);
+    nix::sys::signal::kill(wedged, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let started = Instant::now();
+    let bundle = fake.bundle("wedge-b", "echo", &sleep);
+    let out = fake.run_start("wedge-b", &bundle, &[], &options);
+    let took = started.elapsed();
+    nix::sys::signal::kill(wedged, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let address = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "start: {:?}", out);
+    assert_ne!(address, a.address, "start handed out the wedged daemon");
+    assert!(
+        took < Duration::from_secs(30),
+        "start took {took:?} with a wedged daemon"
+    );
+    let client = ttrpc::Client::connect(&address).expect("connect to the new daemon");
+    let b = Shim {
+        id: "wedge-b".into(),
+        address,
+        task: containerd_shim_protos::TaskClient::new(client),
+    };
+    b.task
+        .create(ctx(), &fake.create_request("wedge-b", &bundle, ""))
+        .expect("create");
+    start(&b, "wedge-b").expect("start");
+    kill_and_delete(&b, "wedge-b");
+    b.shutdown_and_wait();
+    kill_delete_and_shut_down(&fake, &a, "wedge-a");
+}
+
+/// SIGTERM to a daemon whose container is paused: a process frozen by the v1 freezer ignores
+/// SIGKILL until thawed, so the daemon must thaw first, and never wait without a bound.
+#[test]
+fn sigterm_with_a_paused_container_ends_the_daemon_in_bounded_time() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("sigterm-paused");
+    let id = "sigterm-paused";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "1000"]);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
+    let init = state(&shim, id).pid;
+    let pause = PauseRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.pause(ctx(), &pause).expect("pause");
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::PAUSED));
+    let daemon = shim.shim_pid();
+    let pidfd = pidfd_open(daemon).expect("daemon pidfd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    assert!(
+        wait_pidfd(&pidfd, Duration::from_secs(30)),
+        "daemon {daemon} still there 30 s after SIGTERM"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "the paused init {init} outlived its daemon"
+    );
+    assert_released(&fake, id);
+}
+
+/// A `binary://` logger gets exactly fds 0-5 (stdio, the container's stdout and stderr, the
+/// readiness pipe): never the daemon's listening socket, whose holder would make a dead
+/// daemon look alive.
+#[test]
+fn a_binary_logger_gets_exactly_fds_0_to_5() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("logger-fds");
+    let id = "logger-fds";
+    let fds = fake.dir.join("logger.fds");
+    let script = fake.dir.join("logger.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ngrep -E 'Sig(Ign|Blk)' /proc/$$/status > {fds}.sig\n\
+             exec ls -l /proc/self/fd > {fds}\n",
+            fds = fds.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}", script.display());
+    // The logger exits at once (ready when its fd 5 closes): a container with no output.
+    let bundle = fake.bundle(id, "echo", &["/bin/true"]);
+    let shim = fake.start_shim(id, &bundle);
+    let mut request = fake.create_request(id, &bundle, &uri);
+    request.stderr = uri.clone();
+    shim.task.create(ctx(), &request).expect("create");
+    start(&shim, id).expect("start");
+    assert_eq!(wait(&shim, id).exit_status, 0);
+    // `ls -l` lines end in "N -> target"; ls's own fd is the /proc directory it reads.
+    let listed = std::fs::read_to_string(&fds).expect("the logger listed its fds");
+    let mut listed: Vec<u32> = listed
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
+        .filter_map(|(left, _)| left.rsplit(' ').next()?.parse().ok())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec![0, 1, 2, 3, 4, 5], "fds of the logger");
+    let signals = std::fs::read_to_string(fds.with_extension("fds.sig")).unwrap_or_default();
+    assert!(
+        signals.lines().all(|l| l.ends_with("0000000000000000")),
+        "logger's signals: {signals}"
+    );
+    delete(&shim, id).expect("delete");
+    shim.shutdown_and_wait();
+}
+
+/// Sets the disposition of `signal` in this test process with the raw system call (glibc
+/// refuses 32 and 33).
+fn set_disposition(signal: i32, handler: usize) {
+    let action: [u64; 4] = [handler as u64, 0, 0, 0];
+    // SAFETY: a valid kernel sigaction (handler, flags, restorer, mask) the kernel only reads.
+    let ret = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_rt_sigaction,
+            signal,
+            action.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    assert_eq!(ret, 0, "rt_sigaction({signal})");
+}
+
+/// Every process sibling starts begins with default dispositions and an empty mask, even when
+/// containerd started the shim with signals ignored (as Go programs' children are: 32 and 33
+/// here, which glibc's sigaction cannot reset).
+#[test]
+fn inits_and_execs_start_with_default_signal_dispositions() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("signals");
+    let id = "signals";
+    let bundle = fake.bundle(
+        id,
+        "echo",
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -E 'Sig(Ign|Blk)' /proc/self/status; sleep 100",
+        ],
+    );
+    // `start`, the daemon and everything after inherit what is ignored here.
+    set_disposition(32, 1); // SIG_IGN
+    set_disposition(33, 1);
+    let shim = fake.start_shim(id, &bundle);
+    set_disposition(32, 0); // SIG_DFL
+    set_disposition(33, 0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", shim.shim_pid())).unwrap();
+    let daemon_ignores = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or_default();
+    assert_ne!(
+        daemon_ignores & (1 << 31),
+        0,
+        "the test did not reproduce an ignored signal 32: {daemon_ignores:x}"
+    );
+    let (stdout, reader) = fake.output_fifo("init.out");
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, &stdout))
+        .expect("create");
+    start(&shim, id).expect("start");
+    let (exec_out, exec_reader) = fake.output_fifo("exec.out");
+    let exec = fake.exec_request(
+        id,
+        "sigs",
+        &["/bin/grep", "-E", "Sig(Ign|Blk)", "/proc/self/status"],
+        &exec_out,
+    );
+    shim.task.exec(ctx(), &exec).expect("exec");
+    start_exec(&shim, id, "sigs").expect("start exec");
+    assert_eq!(wait_exec(&shim, id, "sigs").exit_status, 0);
+    let exec_lines = exec_reader.join().unwrap();
+    let kill = KillRequest {
+        id: id.into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill");
+    let init_lines = reader.join().unwrap();
+    for (who, lines) in [("init", &init_lines), ("exec", &exec_lines)] {
+        assert_eq!(
+            lines.lines().count(),
+            2,
+            "{who}: expected SigBlk and SigIgn: {lines:?}"
+        );
+        for line in lines.lines() {
+            assert!(line.ends_with("0000000000000000"), "{who}: {line}");
+        }
+    }
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
 }

@@ -129,7 +129,9 @@ impl ShimOptions {
     }
 
     pub fn level(&self) -> Option<LevelFilter> {
-        self.log_level.as_deref().and_then(|l| level_filter(l).ok().flatten())
+        self.log_level
+            .as_deref()
+            .and_then(|l| level_filter(l).ok().flatten())
     }
 }
 
@@ -192,7 +194,8 @@ pub fn parse_shim_options(bytes: &[u8]) -> Result<ShimOptions, String> {
         return Ok(ShimOptions::default());
     }
     let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let invalid = |e: containerd_shim_protos::protobuf::Error| format!("runtime options {name}: {e}");
+    let invalid =
+        |e: containerd_shim_protos::protobuf::Error| format!("runtime options {name}: {e}");
     let non_empty = |s: String| (!s.is_empty()).then_some(s);
     match name {
         "sibling.v1.Options" => {
@@ -392,7 +395,9 @@ mod tests {
             shim_cgroup: "/shims".into(),
             ..Default::default()
         };
-        let bytes = any("sibling.v1.Options", &options).write_to_bytes().unwrap();
+        let bytes = any("sibling.v1.Options", &options)
+            .write_to_bytes()
+            .unwrap();
         let parsed = parse_shim_options(&bytes).unwrap();
         assert!(parsed.sharing());
         assert_eq!(parsed.idle(), Duration::from_secs(3));

@@ -213,7 +213,14 @@ pub fn slot_key(options: &ShimOptions) -> String {
     let mut hasher = DefaultHasher::new();
     let binary = std::env::current_exe().and_then(fs::metadata);
     if let Ok(meta) = binary {
-        (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher);
+        (
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        )
+            .hash(&mut hasher);
         (meta.ctime(), meta.ctime_nsec()).hash(&mut hasher);
     }
     env!("CARGO_PKG_VERSION").hash(&mut hasher);

@@ -26,12 +26,29 @@ use containerd_shim_protos::{Events, TaskClient, create_events};
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-sibling-v2");
 pub const NAMESPACE: &str = "sibling-proto";
 
-/// One container per shared-shim slot, exiting as soon as it is idle: the behaviour of a shim
-/// per container.
-pub const DEDICATED_SHIM: [(&str, &str); 2] = [
-    ("SIBLING_CONTAINERS_PER_SHIM", "1"),
-    ("SIBLING_IDLE_SHIM_SECONDS", "0"),
-];
+/// No extra environment: the default, a daemon per container that exits with it.
+pub const DEDICATED_SHIM: [(&str, &str); 0] = [];
+
+/// The runtime options containerd writes to `start`'s stdin (a marshalled `Any`) for a runtime
+/// configured with this shim's `sibling.v1.Options`.
+pub fn shim_options(options: &containerd_shim_sibling_v2::protos::options::Options) -> Vec<u8> {
+    let any = containerd_shim_protos::protobuf::well_known_types::any::Any {
+        type_url: "type.googleapis.com/sibling.v1.Options".into(),
+        value: options.write_to_bytes().expect("encode options"),
+        ..Default::default()
+    };
+    any.write_to_bytes().expect("encode Any")
+}
+
+/// Options that turn sharing on: `per_shim` containers per daemon, `idle` seconds of idle time
+/// (0: the default, 10 s).
+pub fn sharing(per_shim: u32, idle: u32) -> Vec<u8> {
+    shim_options(&containerd_shim_sibling_v2::protos::options::Options {
+        containers_per_shim: per_shim,
+        idle_seconds: idle,
+        ..Default::default()
+    })
+}
 
 /// Root and the tools the protocol tests need; outside CI a missing piece skips the test with a
 /// message, in CI it fails it.
@@ -214,24 +231,19 @@ impl FakeContainerd {
 
     /// [`Self::start_shim`] with environment variables for `start` (and the daemon it spawns).
     pub fn start_shim_with(&self, id: &str, bundle: &Path, env: &[(&str, &str)]) -> Shim {
-        let out = Command::new(SHIM)
-            .envs(env.iter().copied())
-            .args([
-                "-namespace",
-                NAMESPACE,
-                "-id",
-                id,
-                "-address",
-                &self.address(),
-            ])
-            .arg("start")
-            .current_dir(bundle)
-            .env(
-                "TTRPC_ADDRESS",
-                self.dir.join("events.sock").display().to_string(),
-            )
-            .output()
-            .expect("run shim start");
+        self.start_shim_options(id, bundle, env, &[])
+    }
+
+    /// [`Self::start_shim_with`] with `options` on `start`'s stdin, as containerd writes a
+    /// runtime's options there (see [`shim_options`]).
+    pub fn start_shim_options(
+        &self,
+        id: &str,
+        bundle: &Path,
+        env: &[(&str, &str)],
+        options: &[u8],
+    ) -> Shim {
+        let out = self.run_start(id, bundle, env, options);
         let address = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -256,6 +268,42 @@ impl FakeContainerd {
         let pid = shim.shim_pid();
         self.shims.lock().unwrap().push(pid);
         shim
+    }
+
+    /// Runs `start` with `options` on its stdin and returns what it did.
+    pub fn run_start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        env: &[(&str, &str)],
+        options: &[u8],
+    ) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(SHIM)
+            .envs(env.iter().copied())
+            .args([
+                "-namespace",
+                NAMESPACE,
+                "-id",
+                id,
+                "-address",
+                &self.address(),
+            ])
+            .arg("start")
+            .current_dir(bundle)
+            .env(
+                "TTRPC_ADDRESS",
+                self.dir.join("events.sock").display().to_string(),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run shim start");
+        let mut stdin = child.stdin.take().expect("start's stdin");
+        stdin.write_all(options).expect("write options");
+        drop(stdin);
+        child.wait_with_output().expect("wait for shim start")
     }
 
     /// Events recorded so far.
