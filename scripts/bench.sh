@@ -28,14 +28,14 @@ aux_target=$repo/target/aux
 CARGO_TARGET_DIR=$aux_target cargo build --release --manifest-path bench/Cargo.toml
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench.XXXXXX")
-# A second containerd whose sibling shims are one per container, gone with it (no sharing, no
-# idle time): scenario 1 runs against it too.
-dedicated=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench-dedicated.XXXXXX")
+# A second containerd for scenario 1 with sibling's sharing option on (its runtime options name
+# $shared/sibling.toml), so that its idle daemons never mix with the default mode's figures.
+shared=$(mktemp -d "${TMPDIR:-/tmp}/sibling-bench-shared.XXXXXX")
 cleanup() {
     local rc=$?
     scripts/containerd-private.sh stop "$dir" || true
-    scripts/containerd-private.sh stop "$dedicated" || true
-    rmdir "$dir" "$dedicated" 2>/dev/null || true
+    scripts/containerd-private.sh stop "$shared" || true
+    rmdir "$dir" "$shared" 2>/dev/null || true
     # Both runtimes made the namespace's parent cgroups (/sibling-bench); remove them if empty.
     for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/unified/"$NS"; do
         if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
@@ -48,8 +48,7 @@ trap 'exit 130' INT TERM
 # containerd's default log level (the tests' containerds log at debug to explain failures; at
 # debug both shims and containerd write a log line or more per request).
 SHIM_DIR=$repo/target/release LOG_LEVEL=info scripts/containerd-private.sh start "$dir"
-SHIM_DIR=$repo/target/release LOG_LEVEL=info SIBLING_CONTAINERS_PER_SHIM=1 \
-    SIBLING_IDLE_SHIM_SECONDS=0 scripts/containerd-private.sh start "$dedicated"
+SHIM_DIR=$repo/target/release LOG_LEVEL=info scripts/containerd-private.sh start "$shared"
 # Imports the image into the containerd at $1 and prints its one committed snapshot: the image
 # has one layer, so that is the image's chain id.
 import_image() {
@@ -58,9 +57,10 @@ import_image() {
 }
 ctr() { command ctr -a "$dir/c.sock" -n "$NS" "$@"; }
 parent=$(import_image "$dir")
-dedicated_parent=$(import_image "$dedicated")
-[ -n "$parent" ] && [ -n "$dedicated_parent" ] || { echo "bench: the image was not unpacked" >&2; exit 1; }
+shared_parent=$(import_image "$shared")
+[ -n "$parent" ] && [ -n "$shared_parent" ] || { echo "bench: the image was not unpacked" >&2; exit 1; }
 ctr oci spec >"$dir/spec.json"
+printf 'containers_per_shim = 16\nidle_seconds = 10\n' >"$shared/sibling.toml"
 mkdir -p "$dir/fifo"
 
 shim="$("$repo/target/release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " " | sed "s/ *$//"), $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -71,4 +71,5 @@ shim="$("$repo/target/release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " "
     --runs "${BENCH_RUNS:-50}" --containers "${BENCH_CONTAINERS:-200}" \
     --concurrency "${BENCH_CONCURRENCY:-1,8,32}" --memory "${BENCH_MEMORY:-50}" \
     --execs "${BENCH_EXECS:-100}" \
-    --dedicated-socket "$dedicated/c.sock" --dedicated-parent "$dedicated_parent"
+    --shared-socket "$shared/c.sock" --shared-parent "$shared_parent" \
+    --shared-config "$shared/sibling.toml"

@@ -16,6 +16,7 @@ use common::{
 };
 
 for_each_runtime!(
+    two_containers_outside_pods_get_two_daemons,
     pod_of_three_containers_shares_one_shim,
     killed_shim_is_cleaned_up,
     an_exit_while_containerd_is_down_is_reported_after,
@@ -88,17 +89,46 @@ fn pod_of_three_containers_shares_one_shim(runtime: &str) {
     c.assert_no_leaks(&ids);
 }
 
-/// sibling only (runc.v2 gives every container outside a pod its own shim): containers without
-/// a pod share a daemon, each init its direct child; a container started while another still
-/// runs joins it too, and once all are removed the daemon leaves after its idle time (1 s in
-/// these tests) with nothing behind.
+/// The default, as runc.v2: two `ctr run -d` containers outside pods get two shim daemons,
+/// each the parent of its own init; removing one leaves the other's daemon serving.
+fn two_containers_outside_pods_get_two_daemons(runtime: &str) {
+    let Some(c) = containerd(runtime) else { return };
+    let ids: Vec<String> = (0..2).map(|i| unique_id(&format!("own{i}"))).collect();
+    let mut parents = Vec::new();
+    for id in &ids {
+        c.run_detached(id, &["sleep", "300"]);
+        parents.push(ppid_of(c.wait_for_task(id, "RUNNING", None)));
+    }
+    let daemons = shim_daemons(&c);
+    assert_eq!(daemons.len(), 2, "shim daemons: {daemons:?}");
+    assert_ne!(parents[0], parents[1], "inits' parents {parents:?}");
+    assert!(
+        parents.iter().all(|p| daemons.contains(p)),
+        "parents {parents:?}, daemons {daemons:?}"
+    );
+    c.remove_container(&ids[0]);
+    let second = c.wait_for_task(&ids[1], "RUNNING", None);
+    assert_eq!(ppid_of(second), parents[1], "the second daemon serves on");
+    c.remove_container(&ids[1]);
+    c.assert_no_leaks(&[&ids[0], &ids[1]]);
+}
+
+/// sibling only (runc.v2 has no such option): with sharing turned on in the runtime's options
+/// (`ctr run --runtime-config-path`, the `runtimeoptions.v1.Options` CRI also sends, naming a
+/// TOML file), containers without a pod share a daemon, each init its direct child; a
+/// container started while another still runs joins it too, and once all are removed the
+/// daemon leaves after its idle time (1 s here) with nothing behind.
 #[test]
-fn containers_outside_pods_share_one_daemon() {
+fn with_sharing_on_containers_outside_pods_share_one_daemon() {
     let Some(c) = containerd(SIBLING) else { return };
+    let config = c.dir().join("sibling.toml");
+    std::fs::write(&config, "containers_per_shim = 16\nidle_seconds = 1\n").unwrap();
+    let config = config.display().to_string();
+    let flags = ["--runtime-config-path", config.as_str()];
     let ids: Vec<String> = (0..3).map(|i| unique_id(&format!("solo{i}"))).collect();
     let mut parents = Vec::new();
     for id in &ids[..2] {
-        c.run_detached(id, &["sleep", "300"]);
+        c.run_detached_with(&flags, id, &["sleep", "300"]);
         parents.push(ppid_of(c.wait_for_task(id, "RUNNING", None)));
     }
     let daemons = shim_daemons(&c);
@@ -109,26 +139,32 @@ fn containers_outside_pods_share_one_daemon() {
     );
 
     c.remove_container(&ids[0]);
-    c.run_detached(&ids[2], &["sleep", "300"]);
+    c.run_detached_with(&flags, &ids[2], &["sleep", "300"]);
     let third = c.wait_for_task(&ids[2], "RUNNING", None);
     assert_eq!(ppid_of(third), daemons[0], "the third container's daemon");
-    let short = unique_id("solo-rm");
-    let (code, out) = c.run(&short, &["sh", "-c", "echo ran; exit 3"]);
-    assert_eq!((code, out.trim()), (3, "ran"));
-    assert_eq!(shim_daemons(&c), daemons, "one daemon all along");
-    // The daemon's log reached containerd through the log FIFO of the container that started
-    // it; that one is gone, and the daemon's lines about later containers still arrive.
+    // Without the option, a container gets a daemon of its own even while one is shared.
+    let own = unique_id("solo-own");
+    c.run_detached(&own, &["sleep", "300"]);
+    let own_init = c.wait_for_task(&own, "RUNNING", None);
+    assert!(
+        !daemons.contains(&ppid_of(own_init)),
+        "a container without the option joined the shared daemon"
+    );
+    c.remove_container(&own);
+    assert_eq!(shim_daemons(&c), daemons, "one shared daemon all along");
+    // Every line of the shared daemon names the container it is about, and reached
+    // containerd through that container's log FIFO, also after the first one was gone.
     let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
-    for id in [&ids[2], &short] {
-        assert!(
-            log.contains(&format!("msg=\"create {id} ")),
-            "no daemon log line for {id} in containerd's log"
-        );
-    }
+    let id = &ids[2];
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("msg=\"create {id} ")) && l.contains(&format!("id={id}"))),
+        "no daemon log line naming {id} in containerd's log"
+    );
     for id in &ids[1..] {
         c.remove_container(id);
     }
-    c.assert_no_leaks(&[&ids[0], &ids[1], &ids[2], &short]);
+    c.assert_no_leaks(&[&ids[0], &ids[1], &ids[2], &own]);
 }
 
 /// SIGKILL of the shim daemon while its container runs: containerd notices the lost connection
@@ -202,4 +238,83 @@ fn an_exit_while_containerd_is_down_is_reported_after(runtime: &str) {
     );
     c.remove_container(&id);
     c.assert_no_leaks(&[&id]);
+}
+
+/// sibling only (ctr cannot set runc.v2's `ShimCgroup`; its Go clients and CRI do): the
+/// runtime options' `shim_cgroup` puts the daemon, and only the daemon, in that cgroup in every
+/// hierarchy where it exists; the container's init stays in its own.
+#[test]
+fn the_shim_cgroup_option_places_the_daemon() {
+    let Some(c) = containerd(SIBLING) else { return };
+    let name = format!("sibling-e2e-shim-{}", std::process::id());
+    let hierarchies: Vec<std::path::PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split_whitespace().nth(4).map(std::path::PathBuf::from))
+        .collect();
+    let made: Vec<std::path::PathBuf> = hierarchies
+        .iter()
+        .map(|h| h.join(&name))
+        .filter(|dir| std::fs::create_dir(dir).is_ok())
+        .collect();
+    assert!(!made.is_empty(), "no cgroup made in {hierarchies:?}");
+    // Removed however the test ends (the daemon is gone by then, or killed by the leak check).
+    struct Remove(Vec<std::path::PathBuf>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+    let _remove = Remove(made.clone());
+    // A v1 cpuset cgroup takes no process until it has CPUs and memory nodes (as an operator's
+    // shim cgroup would): its parent's.
+    for dir in &made {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(parent) = std::fs::read_to_string(dir.parent().unwrap().join(file)) {
+                std::fs::write(dir.join(file), parent.trim()).unwrap();
+            }
+        }
+    }
+    let config = c.dir().join("shim-cgroup.toml");
+    std::fs::write(&config, format!("shim_cgroup = \"/{name}\"\n")).unwrap();
+    let config = config.display().to_string();
+    let id = unique_id("shimcg");
+    c.run_detached_with(&["--runtime-config-path", &config], &id, &["sleep", "300"]);
+    let init = c.wait_for_task(&id, "RUNNING", None);
+    let daemon = ppid_of(init);
+    let cgroups = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let daemon_cgroups = cgroups(daemon);
+    let placed = daemon_cgroups
+        .lines()
+        .filter(|l| l.ends_with(&format!(":/{name}")))
+        .count();
+    assert_eq!(placed, made.len(), "daemon's cgroups:\n{daemon_cgroups}");
+    assert!(
+        !cgroups(init).contains(&name),
+        "the init is in the shim cgroup:\n{}",
+        cgroups(init)
+    );
+    // containerd's oom_score_adj + 1, as the Go shim sets it.
+    let score = |pid: u32| -> i32 {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let containerd_pid = c.pid().expect("containerd's pid");
+    assert_eq!(
+        score(daemon),
+        (score(containerd_pid) + 1).min(1000),
+        "daemon's oom_score_adj"
+    );
+    c.remove_container(&id);
+    c.assert_no_leaks(&[&id]);
+    for dir in made {
+        // The daemon has exited (the leak check waited for it): the cgroup is empty.
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+    }
 }

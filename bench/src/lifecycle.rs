@@ -38,6 +38,14 @@ struct RuncOptions {
     root: String,
 }
 
+/// CRI's `runtimeoptions.v1.Options`: what `ctr run --runtime-config-path` and a CRI runtime
+/// class send; sibling reads its own options (sharing) from the TOML file it names.
+#[derive(Clone, PartialEq, Message)]
+struct ConfigFileOptions {
+    #[prost(string, tag = "2")]
+    config_path: String,
+}
+
 /// How long each task phase took.
 #[derive(Debug, Clone, Copy)]
 pub struct Phases {
@@ -93,6 +101,7 @@ impl Containerd {
             parent: parent.into(),
             spec,
             runc_root,
+            sibling_config: None,
             lease: String::new(),
         };
         // The lease lives as long as the private containerd the benchmark runs against.
@@ -126,13 +135,23 @@ impl Containerd {
     }
 
     fn runtime(&self, name: &str) -> Runtime {
-        let options = (name == RUNC).then(|| Any {
-            type_url: "containerd.runc.v1.Options".into(),
-            value: RuncOptions {
-                root: self.runc_root.display().to_string(),
-            }
-            .encode_to_vec(),
-        });
+        let options = match (name, &self.sibling_config) {
+            (RUNC, _) => Some(Any {
+                type_url: "containerd.runc.v1.Options".into(),
+                value: RuncOptions {
+                    root: self.runc_root.display().to_string(),
+                }
+                .encode_to_vec(),
+            }),
+            (SIBLING, Some(config_path)) => Some(Any {
+                type_url: "runtimeoptions.v1.Options".into(),
+                value: ConfigFileOptions {
+                    config_path: config_path.clone(),
+                }
+                .encode_to_vec(),
+            }),
+            _ => None,
+        };
         Runtime {
             name: name.into(),
             options,

@@ -21,7 +21,7 @@ use scenarios::CtrSetup;
 const USAGE: &str = "usage: sibling-bench --socket S --namespace NS --image NAME --parent CHAINID \
 --spec FILE --rootfs DIR --work DIR --out DIR [--runs N] [--containers N] [--concurrency 1,8,32] \
 [--memory N] [--execs N] [--concurrent-execs N] [--batches N] [--shim TEXT] \
-[--dedicated-socket S --dedicated-parent CHAINID]";
+[--shared-socket S --shared-parent CHAINID --shared-config FILE]";
 
 struct Args {
     values: HashMap<String, String>,
@@ -104,21 +104,22 @@ async fn run() -> Result<(), Error> {
 
     eprintln!("bench: 1. lifecycle, {runs} runs per runtime");
     let lifecycle = scenarios::lifecycle(&cd, runs).await?;
-    // The same lifecycle against a containerd whose sibling shims are one per container and
-    // exit with it (no shared or idle daemon): what the first container after an idle spell,
-    // or a user who turns sharing off, gets.
-    let dedicated = match args.values.get("dedicated-socket") {
-        Some(dedicated_socket) => {
-            eprintln!("bench: 1. lifecycle with a shim per container, {runs} runs per runtime");
-            let cd = Containerd::connect(
-                dedicated_socket,
+    // The same lifecycle with sibling's sharing option turned on (runtime options naming a
+    // config file with containers_per_shim and idle_seconds), against a second containerd so
+    // that its idle daemons never mix with the default mode's figures.
+    let shared = match args.values.get("shared-socket") {
+        Some(shared_socket) => {
+            eprintln!("bench: 1. lifecycle with shared sibling daemons, {runs} runs per runtime");
+            let mut cd = Containerd::connect(
+                shared_socket,
                 &namespace,
                 &image,
-                &args.text("dedicated-parent")?,
+                &args.text("shared-parent")?,
                 serde_json::from_slice(&std::fs::read(args.text("spec")?)?)?,
                 runc_root.clone(),
             )
             .await?;
+            cd.sibling_config = Some(args.text("shared-config")?);
             Some(scenarios::lifecycle(&cd, runs).await?)
         }
         None => None,
@@ -145,7 +146,7 @@ async fn run() -> Result<(), Error> {
         machine: machine(args.values.get("shim").cloned().unwrap_or_default()),
         runs,
         lifecycle,
-        dedicated,
+        shared,
         ctr_run,
         throughput,
         memory,

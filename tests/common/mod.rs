@@ -65,15 +65,8 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// has already returned) before calling what is left a leak.
 const LEAK_GRACE: Duration = Duration::from_secs(10);
 
-/// Where shared shims keep their slots, and how many of a containerd's slots the leak check
-/// looks at (a test runs far fewer than 16 containers at once per slot).
+/// Where shared shims keep their slots (the leak check looks for the tests' containers there).
 const SHARED_SLOT_ROOT: &str = "/run/sibling/shared";
-const SHARED_SLOTS_CHECKED: usize = 4;
-
-/// How long an idle shared shim of a test's containerd waits for a next container: short, so
-/// leak checks (which wait [`LEAK_GRACE`]) see it exit, long enough that back-to-back
-/// containers of a test reuse it.
-const IDLE_SHIM_SECONDS: &str = "1";
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
@@ -553,7 +546,6 @@ impl PrivateContainerd {
             .arg(&config)
             .env("PATH", path)
             // containerd passes its environment to the shims it starts.
-            .env("SIBLING_IDLE_SHIM_SECONDS", IDLE_SHIM_SECONDS)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -1272,26 +1264,25 @@ fn process_leaks(address: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Sockets named after the containers (pod shims, runc.v2) or after this containerd's first
-/// shared-shim slots, and those slots' state directories (see src/shim/shared.rs).
+/// Sockets named after the containers (their own daemons, pod shims, runc.v2), and shared-shim
+/// slots that still count one of them as a member (see src/shim/shared.rs).
 fn socket_leaks(address: &Path, ids: &[&str]) -> Vec<String> {
-    let slots = (0..SHARED_SLOTS_CHECKED).map(|n| format!("sibling-shared-{n}"));
     let mut leaks: Vec<String> = ids
         .iter()
-        .map(|id| id.to_string())
-        .chain(slots)
-        .filter_map(|name| shim_socket_path(address, NAMESPACE, &name))
+        .filter_map(|id| shim_socket_path(address, NAMESPACE, id))
         .filter(|socket| socket.exists())
         .map(|socket| format!("shim socket: {}", socket.display()))
         .collect();
-    for n in 0..SHARED_SLOTS_CHECKED {
-        let Some(socket) = shim_socket_path(address, NAMESPACE, &format!("sibling-shared-{n}"))
-        else {
-            continue;
-        };
-        let slot_dir = Path::new(SHARED_SLOT_ROOT).join(socket.file_name().unwrap_or_default());
-        if slot_dir.exists() {
-            leaks.push(format!("shared shim slot: {}", slot_dir.display()));
+    let slots = std::fs::read_dir(SHARED_SLOT_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten();
+    for slot in slots {
+        for id in ids {
+            let member = slot.path().join("members").join(id);
+            if member.exists() {
+                leaks.push(format!("shared shim slot member: {}", member.display()));
+            }
         }
     }
     leaks
