@@ -73,6 +73,8 @@ pub struct Containerd {
     /// `ctr oci spec`, the spec every container starts from.
     spec: serde_json::Value,
     runc_root: PathBuf,
+    /// sibling's runtime options file (sharing turned on), if any.
+    pub sibling_config: Option<String>,
     /// Every request carries this lease, as ctr's do: without one, containerd's garbage collector
     /// may remove a snapshot between its Prepare and the Create of the container that uses it.
     lease: String,

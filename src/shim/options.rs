@@ -306,8 +306,8 @@ fn parse_config_toml(text: &str) -> Result<SiblingOptions, String> {
 
 /// A value without its trailing `# comment` (outside a string).
 fn strip_comment(value: &str) -> &str {
-    if value.starts_with('"') {
-        if let Some(end) = value[1..].find('"') {
+    if let Some(inner) = value.strip_prefix('"') {
+        if let Some(end) = inner.find('"') {
             let (string, rest) = value.split_at(end + 2);
             if rest.trim().is_empty() || rest.trim().starts_with('#') {
                 return string;
