@@ -7,13 +7,17 @@
 #[macro_use]
 mod common;
 
-use common::{CtrResult, PrivateContainerd, RUNC, SIBLING, require_root_and_tools, unique_id};
+use common::{
+    CtrResult, NAMESPACE, PrivateContainerd, RUNC, SIBLING, require_root_and_tools, rootfs_dir,
+    unique_id,
+};
 
 for_each_runtime!(
     containerd_default_seccomp_profile,
     only_stdio_is_open_in_the_container,
     no_inheritable_or_ambient_capabilities,
     user_namespace_from_ctr_uidmap,
+    host_devices_stay_closed_without_device_rules,
 );
 
 fn containerd(runtime: &str) -> Option<PrivateContainerd> {
@@ -94,4 +98,52 @@ fn user_namespace_from_ctr_uidmap(runtime: &str) {
     } else {
         assert_eq!((r.code, r.stdout.as_str()), (0, "0\n1\n"), "{r}");
     }
+}
+
+/// `ctr run --config` with a spec that has no `linux.resources` (so no device rules) and
+/// CAP_MKNOD: the container makes nodes of host devices (`/dev/kmsg`, 1:11, which root opens for
+/// writing without any other capability, and the host's first block device) and cannot open
+/// them: the devices cgroup is a default-deny allow-list whatever the spec says. /dev/null and
+/// /dev/zero, which every container gets, work.
+fn host_devices_stay_closed_without_device_rules(runtime: &str) {
+    let Some(c) = containerd(runtime) else { return };
+    let id = unique_id("nodevrules");
+    let disk = std::fs::read_dir("/sys/dev/block")
+        .ok()
+        .and_then(|e| {
+            e.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .min()
+        })
+        .map_or_else(|| "7 0".to_string(), |n| n.replace(':', " "));
+    let script = format!(
+        "mknod /tmp/kmsg c 1 11 && mknod /tmp/disk b {disk} && echo made; \
+         (: > /tmp/kmsg) 2>&1 | sed 's/^.*: /kmsg: /'; \
+         (cat /tmp/disk > /dev/null) 2>&1 | sed 's/^.*: /disk: /'; \
+         echo x > /dev/null && head -c 1 /dev/zero > /dev/null && echo defaults-ok"
+    );
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(template).unwrap()).unwrap();
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    // The shared busybox rootfs, read-only; the nodes go to a tmpfs of the container's own.
+    spec["root"] = serde_json::json!({"path": rootfs_dir(), "readonly": true});
+    spec["mounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                                 "options": ["nosuid", "mode=1777", "size=1024k"]}),
+    );
+    let linux = spec["linux"].as_object_mut().unwrap();
+    linux.remove("resources");
+    linux.insert("cgroupsPath".into(), format!("/{NAMESPACE}/{id}").into());
+    let config = c.dir().join(format!("{id}.json"));
+    std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let r = c.run_config(&config, &id);
+    let leaks = c.leaks(&[&id]);
+    assert!(leaks.is_empty(), "leaked: {leaks:?}\n{r}");
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        r.stdout,
+        "made\nkmsg: Operation not permitted\ndisk: Operation not permitted\ndefaults-ok\n",
+        "{r}"
+    );
 }

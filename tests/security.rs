@@ -757,3 +757,207 @@ fn only_stdio_reaches_the_init_and_an_exec() {
     container.kill_and_delete();
     assert_eq!(output.join().unwrap(), "0 1 2 3 ");
 }
+
+/// A block device of this host (`major minor`), for a container to make a node of: the first
+/// one the kernel lists, or loop0's numbers where there is none (the test VM): opening a node of
+/// a device that does not exist fails too, but with ENXIO, never with EPERM.
+fn host_block_device() -> String {
+    std::fs::read_dir("/sys/dev/block")
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .min()
+        })
+        .map_or_else(|| "7 0".to_string(), |n| n.replace(':', " "))
+}
+
+/// Makes nodes of host devices the spec never allowed, with CAP_MKNOD (the template has it),
+/// and opens them: `/dev/kmsg` (1:11, which root opens for writing without any other
+/// capability) and a host block device. Then uses /dev/null and /dev/zero, which every
+/// container gets.
+fn host_device_probe() -> String {
+    format!(
+        "mknod /tmp/kmsg c 1 11 && mknod /tmp/disk b {} && echo made; \
+         (: > /tmp/kmsg) 2>&1 | sed 's/^.*: /kmsg: /'; \
+         (cat /tmp/disk > /dev/null) 2>&1 | sed 's/^.*: /disk: /'; \
+         echo x > /dev/null && head -c 1 /dev/zero > /dev/null && echo defaults-ok",
+        host_block_device()
+    )
+}
+
+const HOST_DEVICES_REFUSED: &str = "made\nkmsg: Operation not permitted\n\
+                                    disk: Operation not permitted\ndefaults-ok\n";
+
+/// runc's default-deny allow-list holds whatever the spec says: a spec without
+/// `linux.resources` gets the default devices only, so a node of a host device the container
+/// makes (it has CAP_MKNOD) cannot be opened. Before, such a cgroup kept the host's allow-all.
+#[test]
+fn a_spec_without_resources_still_gets_a_default_deny_device_list() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("nores");
+    let mut spec = spec_running(&host_device_probe());
+    spec["linux"].as_object_mut().unwrap().remove("resources");
+    let (status, output) = Container::create(&fake, "nores", spec).run();
+    assert_eq!((status, output.as_str()), (0, HOST_DEVICES_REFUSED));
+}
+
+/// Device rules that do not begin with "deny everything" are applied after it, as runc does:
+/// allowing /dev/null alone does not allow the rest of the host's devices.
+#[test]
+fn device_rules_without_a_deny_all_first_still_deny_everything_else() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("nodeny");
+    let mut spec = spec_running(&host_device_probe());
+    spec["linux"]["resources"]["devices"] = serde_json::json!([
+        {"allow": true, "access": "rwm", "type": "c", "major": 1, "minor": 3}
+    ]);
+    let (status, output) = Container::create(&fake, "nodeny", spec).run();
+    assert_eq!((status, output.as_str()), (0, HOST_DEVICES_REFUSED));
+}
+
+/// `UpdateTaskRequest` with device rules replaces the container's rules (deny-all, the new
+/// rules, the defaults): on cgroup2 the one device program of the cgroup is swapped for a new
+/// one instead of stacking up, on v1 `devices.list` is exactly the new list.
+#[test]
+fn an_update_replaces_the_device_rules() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("devupdate");
+    let id = "devupdate";
+    let script = "mknod /tmp/kmsg c 1 11 && touch /tmp/printed; exec sleep 100";
+    let container = Container::create(&fake, id, spec_running(script));
+    container.start();
+    container.wait_until_printed();
+    let open_kmsg = |n: &str| {
+        let probe = "(: > /tmp/kmsg) 2>&1 | sed 's/^.*: //'; echo x > /dev/null && echo null-ok";
+        container.exec(n, &["/bin/sh", "-c", probe], None)
+    };
+    let update = |devices: serde_json::Value| {
+        let resources = serde_json::json!({ "devices": devices });
+        let request = UpdateTaskRequest {
+            id: id.into(),
+            resources: Some(
+                containerd_shim_protos::protobuf::well_known_types::any::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                        .into(),
+                    value: serde_json::to_vec(&resources).unwrap(),
+                    ..Default::default()
+                },
+            )
+            .into(),
+            ..Default::default()
+        };
+        container.shim.task.update(ctx(), &request).expect("update");
+    };
+    let refused = Ok((0, "Operation not permitted\nnull-ok\n".to_string()));
+    let allowed = Ok((0, "null-ok\n".to_string()));
+    assert_eq!(open_kmsg("before"), refused, "containerd's rules at Create");
+
+    update(serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}
+    ]));
+    assert_eq!(
+        open_kmsg("granted"),
+        allowed,
+        "after the update granting 1:11"
+    );
+    assert_device_rules(&fake, id, &["c 1:11 w"]);
+
+    update(serde_json::json!([
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    ]));
+    assert_eq!(
+        open_kmsg("revoked"),
+        refused,
+        "after the update without 1:11"
+    );
+    assert_device_rules(&fake, id, &[]);
+    container.kill_and_delete();
+}
+
+/// v1: `devices.list` holds the defaults and `extra`, nothing else. cgroup2: exactly one
+/// device program is attached to the container's cgroup.
+fn assert_device_rules(fake: &FakeContainerd, id: &str, extra: &[&str]) {
+    let dirs = cgroup_dirs(&fake.cgroup_path(id));
+    if let Some(list) = dirs
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("devices.list")).ok())
+    {
+        let mut expected = vec![
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm",
+            "c 136:* rwm",
+        ];
+        expected.extend(extra);
+        expected.sort();
+        let mut rules: Vec<&str> = list.lines().collect();
+        rules.sort();
+        assert_eq!(rules, expected, "devices.list");
+        return;
+    }
+    let unified = dirs
+        .iter()
+        .find(|d| d.join("cgroup.controllers").exists())
+        .expect("neither devices.list nor a cgroup2 directory");
+    assert_eq!(device_programs(unified), 1, "device programs attached");
+}
+
+/// How many `BPF_CGROUP_DEVICE` programs are attached to the cgroup2 directory `dir` itself
+/// (`BPF_PROG_QUERY`).
+fn device_programs(dir: &Path) -> u32 {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        pad: u32,
+    }
+    const BPF_PROG_QUERY: i64 = 16;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    let cgroup = std::fs::File::open(dir).unwrap();
+    let mut ids = [0u32; 64];
+    let mut query = Query {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        pad: 0,
+    };
+    // SAFETY: a BPF_PROG_QUERY attr whose `prog_ids` points at `prog_cnt` writable u32s that
+    // outlive the call; the kernel writes only there and into `query`.
+    let ret = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut query as *mut Query,
+            std::mem::size_of::<Query>(),
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "BPF_PROG_QUERY: {}",
+        std::io::Error::last_os_error()
+    );
+    query.prog_cnt
+}

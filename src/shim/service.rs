@@ -22,6 +22,7 @@ use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
 use super::{Daemon, logger};
+use crate::container::cgroups::DeviceRules;
 use crate::io::StdioPaths;
 
 /// The ttrpc-facing service; cheap to share between the server's threads.
@@ -240,7 +241,28 @@ impl TaskService {
         };
         cgroup
             .apply_resources(&resources)
-            .map_err(|e| TaskError::invalid(format!("update {}: {e}", req.id)))
+            .map_err(|e| TaskError::invalid(format!("update {}: {e}", req.id)))?;
+        // Device rules, when the update has some, replace the container's: deny-all, these
+        // rules, the defaults. Without any, the container keeps the ones it has.
+        let rules = resources.devices().as_deref().unwrap_or_default();
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match cgroup.update_device_rules(rules) {
+            Ok(DeviceRules::Applied) => Ok(()),
+            Ok(DeviceRules::NotEnforced) => {
+                log::warn!(
+                    "update {}: device rules are not enforced: neither a v1 devices hierarchy \
+                     nor a cgroup2 directory for the container",
+                    req.id
+                );
+                Ok(())
+            }
+            Err(e) => Err(TaskError::invalid(format!(
+                "update {}: device rules: {e}",
+                req.id
+            ))),
+        }
     }
 
     /// Stats: the cgroup's metrics (v1 or v2 message, by the host's cgroup layout).

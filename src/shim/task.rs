@@ -439,22 +439,26 @@ fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskE
         CgroupPath::parse(Some(path), id, false).map_err(|e| TaskError::invalid(e.to_string()))?;
     let cgroup = Cgroup::create(&daemon.hierarchies, &path)
         .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
-    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
-        if let Err(e) = cgroup.apply_resources(resources) {
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    if let Some(resources) = resources
+        && let Err(e) = cgroup.apply_resources(resources)
+    {
+        let _ = cgroup.remove();
+        return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
+    }
+    // Always, with or without rules in the spec: deny-all, the spec's rules, the defaults.
+    let rules = resources
+        .and_then(|r| r.devices().as_deref())
+        .unwrap_or_default();
+    match cgroup.apply_device_rules(rules) {
+        Ok(DeviceRules::NotEnforced) => log::warn!(
+            "{id}: device rules are not enforced: neither a v1 devices hierarchy nor a \
+             cgroup2 directory for the container"
+        ),
+        Ok(DeviceRules::Applied) => {}
+        Err(e) => {
             let _ = cgroup.remove();
-            return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
-        }
-        let rules = resources.devices().as_deref().unwrap_or_default();
-        match cgroup.apply_device_rules(rules) {
-            Ok(DeviceRules::NotEnforced) => log::warn!(
-                "{id}: device rules are not enforced: neither a v1 devices hierarchy nor a \
-                 cgroup2 directory for the container"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(TaskError::invalid(format!("apply device rules: {e}")));
-            }
+            return Err(TaskError::invalid(format!("apply device rules: {e}")));
         }
     }
     Ok(cgroup)

@@ -698,6 +698,18 @@ impl PrivateContainerd {
         self.ctr(&all).into()
     }
 
+    /// `ctr run --rm --config CONFIG --runtime RUNTIME ID`: the container is the spec in
+    /// `config` as it is (ctr adds nothing to it, and uses no image or snapshot: the spec's
+    /// `root.path` is the rootfs).
+    pub fn run_config(&self, config: &Path, id: &str) -> CtrResult {
+        let mut all =
+            self.run_prefix_with("--rm", &["--config", &config.display().to_string()], id);
+        // With --config, ctr takes the id alone: drop the image.
+        all.retain(|a| a != IMAGE);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.ctr(&all).into()
+    }
+
     /// `ctr run --rm ...`: (exit code, stdout). Anything on stderr is printed, so a failing test
     /// shows it.
     pub fn run(&self, id: &str, args: &[&str]) -> (i32, String) {

@@ -7,6 +7,11 @@
 //! when it refuses any of them. It is attached with `BPF_F_ALLOW_MULTI`: programs of parent
 //! cgroups (systemd's) still apply too. Removing the cgroup detaches it.
 //!
+//! New rules (an Update) replace the program as runc and youki do: the programs attached to
+//! the cgroup itself are listed (`BPF_PROG_QUERY`), the new one is attached, then the old ones
+//! are detached. A device access must pass every attached program, so in between only what
+//! both the old and the new rules allow is allowed; never more than either.
+//!
 //! Hand-assembled (a dozen instruction kinds, one block per rule) rather than through a BPF
 //! library: the program is small and fixed in shape, and the shim's dependency tree stays lean.
 
@@ -154,6 +159,11 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
 
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
+const BPF_PROG_DETACH: libc::c_int = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_PROG_QUERY: libc::c_int = 16;
+/// The most programs one cgroup can have for one attach type (`BPF_CGROUP_MAX_PROGS`).
+const MAX_PROGS: usize = 64;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
@@ -187,9 +197,100 @@ struct ProgAttachAttr {
     replace_bpf_fd: u32,
 }
 
+/// The `bpf_attr` fields of BPF_PROG_QUERY (up to `prog_cnt`, padded).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+/// The `bpf_attr` fields of BPF_PROG_GET_FD_BY_ID.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `bpf(cmd, attr, sizeof attr)`.
+///
+/// # Safety
+/// `attr` must be the `bpf_attr` prefix `cmd` expects, and every pointer in it valid for what
+/// the kernel reads or writes through it during the call.
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> Result<libc::c_long, Errno> {
+    // SAFETY: the caller's contract; `attr` is valid for size_of::<T>() bytes both ways.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+/// Ids of the device programs attached to the cgroup itself (not its parents').
+pub fn attached(cgroup: &OwnedFd) -> Result<Vec<u32>, String> {
+    let mut ids = [0u32; MAX_PROGS];
+    let mut query = ProgQueryAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: MAX_PROGS as u32,
+        ..ProgQueryAttr::default()
+    };
+    // SAFETY: a BPF_PROG_QUERY attr; `prog_ids` points at `prog_cnt` writable u32s.
+    unsafe { bpf(BPF_PROG_QUERY, &mut query) }
+        .map_err(|errno| format!("list the device programs: {errno}"))?;
+    let count = (query.prog_cnt as usize).min(MAX_PROGS);
+    Ok(ids[..count].to_vec())
+}
+
+/// Detaches the attached program `id` from the cgroup; one gone meanwhile is fine.
+fn detach(cgroup: &OwnedFd, id: u32) -> Result<(), String> {
+    let mut by_id = GetFdByIdAttr {
+        prog_id: id,
+        ..GetFdByIdAttr::default()
+    };
+    // SAFETY: a BPF_PROG_GET_FD_BY_ID attr without pointers.
+    let fd = match unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut by_id) } {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(errno) => return Err(format!("open device program {id}: {errno}")),
+    };
+    // SAFETY: a fresh descriptor that only we own.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut detach = ProgAttachAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        ..ProgAttachAttr::default()
+    };
+    // SAFETY: a BPF_PROG_DETACH attr with fds we hold.
+    match unsafe { bpf(BPF_PROG_DETACH, &mut detach) } {
+        Ok(_) | Err(Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(format!("detach device program {id}: {errno}")),
+    }
+}
+
+/// Loads `program`, attaches it to the cgroup2 directory `cgroup` (an open fd of it), then
+/// detaches every device program that was attached to it before: the cgroup ends with this
+/// one alone. The verifier's log comes back in the error when it refuses the program; then
+/// the old programs stay.
+pub fn replace(program: &[Insn], cgroup: &OwnedFd) -> Result<(), String> {
+    let old = attached(cgroup)?;
+    attach(program, cgroup)?;
+    for id in old {
+        detach(cgroup, id)?;
+    }
+    Ok(())
+}
+
 /// Loads `program` and attaches it to the cgroup2 directory `cgroup` (an open fd of it).
 /// The verifier's log comes back in the error when it refuses the program.
-pub fn attach(program: &[Insn], cgroup: &OwnedFd) -> Result<(), String> {
+fn attach(program: &[Insn], cgroup: &OwnedFd) -> Result<(), String> {
     let mut log = vec![0u8; 16 * 1024];
     let mut name = [0u8; 16];
     name[..14].copy_from_slice(b"sibling_device");

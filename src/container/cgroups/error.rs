@@ -44,6 +44,8 @@ pub enum CgroupError {
     RemoveDir { path: PathBuf, source: io::Error },
     /// A resource limit needs a controller that no hierarchy provides.
     ControllerMissing { controller: &'static str },
+    /// Reading a controller's file (`devices.list`) failed.
+    ReadResource { path: PathBuf, source: io::Error },
     /// Writing a resource limit failed.
     WriteResource {
         path: PathBuf,
@@ -98,6 +100,9 @@ impl fmt::Display for CgroupError {
             Self::ReadProcs { path, source } => {
                 write!(f, "read processes of {}: {source}", path.display())
             }
+            Self::ReadResource { path, source } => {
+                write!(f, "read {}: {source}", path.display())
+            }
             Self::Kill { path, source } => write!(f, "write {}: {source}", path.display()),
             Self::Signal { pid, source } => write!(f, "signal pid {pid}: {source}"),
             Self::KillIncomplete { path, rounds } => write!(
@@ -136,6 +141,7 @@ impl std::error::Error for CgroupError {
             | Self::Kill { source, .. }
             | Self::Signal { source, .. }
             | Self::RemoveDir { source, .. }
+            | Self::ReadResource { source, .. }
             | Self::WriteResource { source, .. } => Some(source),
             Self::ParseMountinfo { .. }
             | Self::NoHierarchy
