@@ -8,8 +8,10 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod cgroups;
 pub mod container;
 pub mod io;
+pub mod mountinfo;
 pub mod shim;
 pub mod spawn;
 

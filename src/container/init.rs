@@ -17,10 +17,8 @@ use super::capabilities::{
     CapabilityPlan, apply_capabilities, check_capabilities, drop_bounding, last_cap,
     plan_capabilities, read_available,
 };
-use super::console::create_console;
 use super::credentials::switch_user;
-use super::devices::{create_dev_symlinks, create_devices, link_ptmx, plan_devices};
-use super::exec::{find_executable, path_variable};
+use super::device_nodes::{create_dev_symlinks, create_devices, link_ptmx, plan_devices};
 use super::fds::{install_stdio, reopen_dev_null};
 use super::hostname::set_host_and_domain_name;
 use super::in_root::RootDir;
@@ -31,16 +29,18 @@ use super::pivot::pivot_into;
 use super::process_attrs::{
     set_io_priority, set_no_new_privileges, set_personality, set_scheduler, set_umask,
 };
+use super::program::{find_executable, path_variable};
 use super::rlimits::apply_rlimits;
 use super::rootfs::{
     make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
 };
 use super::seccomp::{SeccompFilter, compile};
 use super::sysctl::{apply_sysctls, check_sysctl};
+use super::terminal::create_console;
 use super::{ExecConfig, InitConfig};
 
 pub use super::error::InitError;
-pub use super::exec::Exec;
+pub use super::program::Exec;
 
 /// The capability sets to apply, decided before anything changed.
 struct CapabilityStep {

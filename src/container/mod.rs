@@ -5,13 +5,10 @@
 //! descendant of the single-threaded spawner, never in the threaded daemon.
 
 pub mod capabilities;
-pub mod cgroup_mount;
-pub mod cgroups;
-pub mod console;
+pub mod cgroupfs_mounts;
 pub mod credentials;
-pub mod devices;
+pub mod device_nodes;
 pub mod error;
-pub mod exec;
 pub mod fds;
 pub mod hostname;
 pub mod in_root;
@@ -19,16 +16,17 @@ pub mod init;
 pub mod lsm;
 pub mod masks;
 pub mod mount_options;
-pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod pivot;
 pub mod process_attrs;
+pub mod program;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
 pub mod sysctl;
+pub mod terminal;
 
 use std::path::PathBuf;
 

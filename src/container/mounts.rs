@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
-use super::cgroup_mount;
+use super::cgroupfs_mounts;
 use super::error::InitError;
 use super::in_root::{RootDir, clean_path};
 use super::mount_options::MountOptions;
@@ -134,7 +134,7 @@ pub fn mount_entry(
 ) -> Result<(), InitError> {
     match &plan.kind {
         MountKind::Bind => mount_bind(root, plan),
-        MountKind::Cgroup => cgroup_mount::mount_cgroups(root, plan, cgroupns),
+        MountKind::Cgroup => cgroupfs_mounts::mount_cgroups(root, plan, cgroupns),
         MountKind::Fresh(fstype) => {
             let mut flags = plan.options.flags;
             if keep_writable {

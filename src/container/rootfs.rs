@@ -9,9 +9,9 @@ use oci_spec::runtime::Mount;
 
 use super::error::InitError;
 use super::in_root::RootDir;
-use super::mountinfo::{MountInfo, parse_mountinfo};
 use super::mounts::{MountKind, MountPlan, mount_entry, plan_mount, remount_bind};
 use super::namespaces::{NamespaceKind, NamespacePlan};
+use crate::mountinfo::{MountInfo, parse_mountinfo};
 
 /// What the mounts decided about `/dev` for the device step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

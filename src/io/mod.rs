@@ -1,9 +1,9 @@
 //! Container stdio: FIFOs from containerd, `file://` and `binary://` destinations, terminals.
 
 pub mod binary_log;
-pub mod console;
 pub mod copy;
 pub mod drain;
+pub mod pty_copy;
 pub mod stdio;
 
 pub use binary_log::LogOwner;

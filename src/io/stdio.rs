@@ -22,9 +22,9 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
 
 use super::binary_log::{LogOwner, parse_binary_uri, start_logger};
-use super::console::Console;
 use super::copy::{OutputSink, pipe_into};
 use super::drain::{DRAIN_TIMEOUT, wait_drained};
+use super::pty_copy::Console;
 
 /// The stdio paths of a Create request.
 #[derive(Debug, Clone, Default)]

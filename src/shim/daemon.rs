@@ -20,7 +20,7 @@ use super::service::TaskService;
 use super::shared::{Membership, RESERVATION_TIMEOUT, Retire, SHARING_FAILED_ENV};
 use super::spawner_slot::SpawnerSlot;
 use super::{Daemon, logger, wake_after};
-use crate::container::cgroups::Hierarchies;
+use crate::cgroups::Hierarchies;
 use crate::spawn::Spawner;
 
 /// The listener `start` made and handed over (the env var names its fd number).

@@ -11,7 +11,7 @@ use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim_protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC};
 
 use super::events::EventQueue;
-use crate::container::cgroups::Cgroup;
+use crate::cgroups::Cgroup;
 
 #[derive(Default)]
 struct State {

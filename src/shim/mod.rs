@@ -1,22 +1,26 @@
 //! The containerd side: the shim's actions (`start`, `delete`), the daemon, the Task service,
 //! the container and process records, the reaper and the event queue.
 
+pub mod bundle_spec;
+pub mod create;
 pub mod daemon;
 pub mod error;
 pub mod events;
-pub mod exec;
+pub mod exec_process;
 pub mod exit_order;
 pub mod logger;
 pub mod manager;
+pub mod metrics;
 pub mod oom_watcher;
 pub mod options;
 pub mod process;
 pub mod reaper;
-pub mod rootfs;
 pub mod sealed_exe;
 pub mod service;
 pub mod shared;
 pub mod shim_cgroup;
+pub mod snapshot_mount;
+pub mod spawn_process;
 pub mod spawner_slot;
 pub mod state_file;
 pub mod task;
@@ -26,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::container::cgroups::Hierarchies;
+use crate::cgroups::Hierarchies;
 use error::TaskError;
 use events::EventQueue;
 use oom_watcher::OomWatcher;

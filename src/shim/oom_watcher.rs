@@ -19,7 +19,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::events::EventQueue;
 use super::exit_order::ExitOrder;
-use crate::container::cgroups::Cgroup;
+use crate::cgroups::Cgroup;
 
 /// What keeps one container's notification alive.
 struct Watch {

@@ -22,7 +22,7 @@ use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
 use super::{Daemon, logger};
-use crate::container::cgroups::DeviceRules;
+use crate::cgroups::DeviceRules;
 use crate::io::StdioPaths;
 
 /// The ttrpc-facing service; cheap to share between the server's threads.
@@ -274,7 +274,7 @@ impl TaskService {
                 req.id
             )));
         };
-        let stats = crate::container::cgroups::stats::collect(cgroup)
+        let stats = crate::shim::metrics::collect(cgroup)
             .map_err(|e| TaskError::internal(format!("stats {}: {e}", req.id)))?;
         Ok(StatsResponse {
             stats: MessageField::some(stats),

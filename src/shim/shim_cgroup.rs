@@ -5,7 +5,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::container::cgroups::{Cgroup, CgroupPath, Hierarchies};
+use crate::cgroups::{Cgroup, CgroupPath, Hierarchies};
 
 /// Moves the calling process into `cgroup` (a path below each hierarchy's root) in every
 /// hierarchy where it exists; an error if it exists in none, or a move fails.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::task::Task;
-use crate::container::cgroups::Cgroup;
+use crate::cgroups::Cgroup;
 
 const FILE_NAME: &str = "sibling-state.json";
 

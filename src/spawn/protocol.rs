@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize};
 
-use crate::container::cgroups::Cgroup;
+use crate::cgroups::Cgroup;
 use crate::container::namespaces::NamespacePlan;
 use crate::container::{ExecConfig, InitConfig};
 

@@ -23,7 +23,7 @@ use nix::unistd::{ForkResult, Pid, fork, getppid};
 use super::clone::{Cloned, clone_sibling, pidfd_send_signal};
 use super::protocol::{self, SpawnRequest, SyncMessage};
 use super::userns;
-use crate::container::cgroups::Cgroup;
+use crate::cgroups::Cgroup;
 use crate::container::lsm::{HostProc, asks_labels};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::container::process_attrs::set_oom_score_adj;

@@ -19,11 +19,11 @@ use nix::unistd::symlinkat;
 use super::error::InitError;
 use super::in_root::RootDir;
 use super::mount_options::MountOptions;
-use super::mountinfo::{MountInfo, parse_mountinfo};
 use super::mounts::{
     MountKind, MountPlan, apply_propagation, create_mount_dir, mount_entry, mount_on, remount_bind,
     resolve_error,
 };
+use crate::mountinfo::{MountInfo, parse_mountinfo};
 
 /// Flags of every cgroup-related mount, whatever the spec says (runc's defaultMountFlags).
 const CGROUP_MOUNT_FLAGS: MsFlags = MsFlags::MS_NOSUID

@@ -1,5 +1,6 @@
 //! `/proc/self/mountinfo` parsing (proc(5)): which mounts exist, their root inside the
-//! filesystem, their propagation and their filesystem type.
+//! filesystem, their propagation and their filesystem type. The one parser of the mount table:
+//! the cgroup hierarchies (`cgroups::Hierarchies`) and the container's rootfs setup both use it.
 
 use std::path::PathBuf;
 
@@ -32,7 +33,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     text.lines().filter_map(parse_line).collect()
 }
 
-fn parse_line(line: &str) -> Option<MountInfo> {
+/// One line; None when it is malformed.
+pub fn parse_line(line: &str) -> Option<MountInfo> {
     let (before, after) = line.split_once(" - ")?;
     let mut fields = before.split(' ');
     let root = fields.nth(3)?;

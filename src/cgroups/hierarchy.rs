@@ -196,22 +196,10 @@ fn select_mode(v1: &[Hierarchy], has_unified: bool) -> Result<CgroupMode, Cgroup
 /// Parses one mountinfo line (proc(5)); `None` for mounts other than cgroup and cgroup2.
 /// `id parent major:minor root mount_point options [optional...] - fstype source super_options`
 fn parse_mountinfo_line(line: &str) -> Result<Option<Hierarchy>, CgroupError> {
-    let malformed = || CgroupError::ParseMountinfo {
+    let info = crate::mountinfo::parse_line(line).ok_or_else(|| CgroupError::ParseMountinfo {
         line: line.to_string(),
-    };
-    let fields: Vec<&str> = line.split(' ').collect();
-    // The optional fields end at a lone "-", never before the sixth field.
-    let separator = fields
-        .iter()
-        .skip(6)
-        .position(|f| *f == "-")
-        .map(|i| i + 6)
-        .ok_or_else(malformed)?;
-    let root = *fields.get(3).ok_or_else(malformed)?;
-    let mount_point = *fields.get(4).ok_or_else(malformed)?;
-    let fs_type = *fields.get(separator + 1).ok_or_else(malformed)?;
-    let super_options = *fields.get(separator + 3).ok_or_else(malformed)?;
-    let unified = match fs_type {
+    })?;
+    let unified = match info.fstype.as_str() {
         "cgroup2" => true,
         "cgroup" => false,
         _ => return Ok(None),
@@ -219,7 +207,7 @@ fn parse_mountinfo_line(line: &str) -> Result<Option<Hierarchy>, CgroupError> {
     let controllers = if unified {
         Vec::new()
     } else {
-        parse_v1_controllers(super_options)
+        parse_v1_controllers(&info.super_options)
     };
     if !unified && controllers.is_empty() {
         return Ok(None);
@@ -227,19 +215,19 @@ fn parse_mountinfo_line(line: &str) -> Result<Option<Hierarchy>, CgroupError> {
     Ok(Some(Hierarchy {
         controllers,
         unified,
-        mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
-        mount_root: PathBuf::from(unescape_mountinfo(root)),
+        mount_point: info.mount_point,
+        mount_root: info.root,
         own_cgroup: None,
     }))
 }
 
 /// The controllers named in a v1 mount's super options (`rw,cpu,cpuacct` → `cpu`, `cpuacct`),
 /// named hierarchies kept as `name=...`.
-fn parse_v1_controllers(super_options: &str) -> Vec<String> {
+fn parse_v1_controllers(super_options: &[String]) -> Vec<String> {
     super_options
-        .split(',')
+        .iter()
         .filter(|option| is_controller_option(option))
-        .map(str::to_string)
+        .cloned()
         .collect()
 }
 
@@ -248,31 +236,6 @@ fn is_controller_option(option: &str) -> bool {
         return !name.is_empty();
     }
     !option.is_empty() && !option.contains('=') && !NON_CONTROLLER_OPTIONS.contains(&option)
-}
-
-/// Undoes the kernel's octal escapes in mountinfo paths (`\040` space, `\011` tab, `\012`
-/// newline, `\134` backslash).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                let value = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of `/proc/<pid>/cgroup`: `id:controllers:path`; controllers sorted, empty for

@@ -23,7 +23,6 @@ mod kill;
 mod oom;
 mod path;
 mod resources;
-pub mod stats;
 mod unified;
 
 pub use cgroup::{Cgroup, CgroupDir};

@@ -14,9 +14,11 @@ use containerd_shim_protos::topics::TASK_EXEC_ADDED_EVENT_TOPIC;
 use oci_spec::runtime::Process as ProcessSpec;
 
 use super::Daemon;
+use super::bundle_spec::refuse_unapplied_process_confinement;
 use super::error::TaskError;
 use super::process::{Exit, Kind, Process};
-use super::task::{Task, refuse_unapplied_process_confinement, spawn_process};
+use super::spawn_process::spawn_process;
+use super::task::Task;
 use super::time::timestamp_now;
 use crate::container::ExecConfig;
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};

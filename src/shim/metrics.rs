@@ -23,7 +23,7 @@ use log::debug;
 use protobuf::well_known_types::any::Any;
 use protobuf::{Message, MessageField};
 
-use super::{Cgroup, CgroupError, CgroupMode};
+use crate::cgroups::{Cgroup, CgroupError, CgroupMode};
 
 /// The type URL containerd 1.6+ decodes a v1 `Metrics` from: the message's full protobuf name,
 /// without the `type.googleapis.com/` prefix (containerd's typeurl registry has no prefix).
@@ -727,8 +727,8 @@ mod tests {
     use nix::unistd::Uid;
     use protobuf::MessageFull;
 
-    use super::super::{CgroupPath, Hierarchies};
     use super::*;
+    use crate::cgroups::{CgroupPath, Hierarchies};
 
     /// `memory.stat` of a v1 memory cgroup on this machine (kernel 6.18, hybrid).
     const V1_MEMORY_STAT: &str = "\

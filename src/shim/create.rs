@@ -1,0 +1,241 @@
+//! Create: the daemon's orchestration of a new container. `Task::create` acquires the rootfs
+//! mount, the cgroup (with its limits and device rules) and stdio in order, then asks the
+//! spawner for the init, and gives every one back if a later step fails, so a failed Create
+//! leaves no mount, cgroup, FIFO reader or process behind. Runs in the daemon.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
+use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim_protos::shim::shim::CreateTaskRequest;
+use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
+use oci_spec::runtime::Spec;
+
+use super::error::TaskError;
+use super::exit_order::{ExitOrder, InitExitHook};
+use super::options::parse_options;
+use super::process::Kind;
+use super::snapshot_mount::{MountedRootfs, mount_rootfs};
+use super::{DEFAULT_CGROUP_PARENT, Daemon, logger};
+use crate::cgroups::{Cgroup, CgroupPath, DeviceRules};
+use crate::container::InitConfig;
+use crate::container::namespaces::{NamespaceKind, NamespacePlan};
+use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
+use crate::spawn::protocol::SpawnRequest;
+
+use super::bundle_spec::{load_spec, resolve_root};
+use super::spawn_process::spawn_process;
+use super::task::{Held, Task};
+
+/// Resources a Create holds until it succeeds; dropping it releases them in reverse order.
+struct Acquired {
+    rootfs: Option<MountedRootfs>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Drop for Acquired {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.cgroup.take()
+            && let Err(e) = cgroup.remove()
+        {
+            log::error!("remove cgroup of a failed create: {e}");
+        }
+        // The rootfs unmounts itself when dropped, after the cgroup (its processes) are gone.
+    }
+}
+impl Task {
+    /// Create: rootfs, spec, cgroup, stdio, then the init from the spawner, set up and waiting.
+    pub fn create(daemon: &Daemon, req: &CreateTaskRequest) -> Result<Task, TaskError> {
+        if !req.checkpoint.is_empty() {
+            return Err(TaskError::unimplemented(
+                "restore from checkpoint is not supported",
+            ));
+        }
+        let options = parse_options(req.options.as_ref())?;
+        let bundle = PathBuf::from(&req.bundle);
+        // containerd reads this container's log FIFO for as long as it lives; its lines go
+        // there, at its own level.
+        logger::follow(&req.id, &bundle, options.log_level);
+        let spec = load_spec(&bundle)?;
+        let rootfs_path = resolve_root(&bundle, &spec)?;
+        let mut acquired = Acquired {
+            rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
+                .map_err(|e| TaskError::invalid(e.to_string()))?,
+            cgroup: None,
+        };
+        let namespaces =
+            NamespacePlan::from_spec(&spec).map_err(|e| TaskError::invalid(e.to_string()))?;
+        acquired.cgroup = Some(create_cgroup(daemon, &req.id, &spec)?);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let owner = LogOwner {
+            container_id: &req.id,
+            namespace: &daemon.namespace,
+        };
+        let (io, child_stdio) = ProcessIo::open(&stdio, &owner, init_output_mode(&namespaces))
+            .map_err(|e| TaskError::invalid(e.to_string()))?;
+        if let Some((uid, gid)) = options.io_owner {
+            give_pipes_to(&child_stdio, uid, gid)?;
+        }
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let join_also = [NamespaceKind::User, NamespaceKind::Time]
+            .into_iter()
+            .filter(|kind| namespaces.is_private(*kind))
+            .fold(0, |flags, kind| flags | kind.clone_flag());
+        let personality = spec.linux().as_ref().and_then(|l| l.personality().clone());
+        let request = SpawnRequest::Init {
+            config: Box::new(InitConfig {
+                id: req.id.clone(),
+                spec,
+                rootfs: rootfs_path,
+            }),
+            namespaces,
+            cgroup: acquired.cgroup.clone(),
+        };
+        let order = Arc::new(exit_order_for(&req.id, &request, acquired.cgroup.as_ref()));
+        let init = spawn_process(
+            daemon,
+            &request,
+            (&io, child_stdio),
+            None,
+            (&req.id, Kind::Init, &req.id),
+            &order,
+            Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
+        )?;
+        let rootfs = acquired.rootfs.take();
+        let task = Task {
+            id: req.id.clone(),
+            bundle,
+            stdio,
+            init,
+            order,
+            execs: Mutex::new(HashMap::new()),
+            cgroup: acquired.cgroup.take(),
+            seccomp,
+            personality,
+            join_also,
+            rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
+            held: Mutex::new(Some(Held { rootfs, io })),
+        };
+        task.state_file().save(&task);
+        Ok(task)
+    }
+}
+
+/// An init with a PID namespace of its own takes every process of it along when it dies, so no
+/// writer can outlive it: its output goes to the FIFOs directly. Otherwise (the host's or a
+/// pod's PID namespace) a writer may outlive it: copy, so Delete can end the stream.
+fn init_output_mode(namespaces: &NamespacePlan) -> OutputMode {
+    if namespaces.is_new(NamespaceKind::Pid) {
+        OutputMode::Direct
+    } else {
+        OutputMode::Copied
+    }
+}
+
+/// Without a PID namespace of its own, nothing kills a container's other processes when its
+/// init dies; as containerd's runc shim does, kill everything left in its cgroup then (the
+/// execs' exits, and so the init's TaskExit, follow).
+fn exit_order_for(id: &str, request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
+    let shares_host_pids = match request {
+        SpawnRequest::Init { namespaces, .. } => !namespaces.is_private(NamespaceKind::Pid),
+        SpawnRequest::Exec { .. } => false,
+    };
+    let kill_rest = match cgroup {
+        Some(cgroup) if shares_host_pids => {
+            let cgroup = cgroup.clone();
+            let hook: InitExitHook = Box::new(move || {
+                if let Err(e) = cgroup.kill_all(nix::sys::signal::Signal::SIGKILL) {
+                    log::warn!("kill what is left after the init exited: {e}");
+                }
+            });
+            Some(hook)
+        }
+        _ => None,
+    };
+    ExitOrder::new(id, cgroup, kill_rest)
+}
+
+/// An event to enqueue once the new process's pid is known, before it is registered.
+pub(super) type Announce<'a> = (&'static str, &'a dyn Fn(u32) -> Box<dyn MessageDyn>);
+
+/// TaskCreate, as containerd's runc shim fills it.
+fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
+    Box::new(TaskCreate {
+        pid,
+        container_id: req.id.clone(),
+        bundle: req.bundle.clone(),
+        rootfs: req.rootfs.clone(),
+        io: MessageField::some(TaskIO {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            ..Default::default()
+        }),
+        checkpoint: req.checkpoint.clone(),
+        ..Default::default()
+    })
+}
+
+/// Makes the process's stdio pipes (not files or FIFOs, which belong to others) owned by
+/// `uid:gid`, so a container root that is unprivileged on the host may reopen them
+/// (`/dev/stdout` is `/proc/self/fd/1`), as runc's shim does with the same option.
+fn give_pipes_to(stdio: &[std::os::fd::OwnedFd; 3], uid: u32, gid: u32) -> Result<(), TaskError> {
+    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    for fd in stdio {
+        let on_pipefs =
+            nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == PIPEFS_MAGIC);
+        if on_pipefs {
+            let owner = (
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+            nix::unistd::fchown(fd, owner.0, owner.1).map_err(|e| {
+                TaskError::invalid(format!("give the stdio pipes to {uid}:{gid}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskError> {
+    let linux = spec.linux().as_ref();
+    let default_path = PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
+    let path = linux
+        .and_then(|l| l.cgroups_path().as_deref())
+        .unwrap_or(&default_path);
+    let path =
+        CgroupPath::parse(Some(path), id, false).map_err(|e| TaskError::invalid(e.to_string()))?;
+    let cgroup = Cgroup::create(&daemon.hierarchies, &path)
+        .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    if let Some(resources) = resources
+        && let Err(e) = cgroup.apply_resources(resources)
+    {
+        let _ = cgroup.remove();
+        return Err(TaskError::invalid(format!("apply cgroup resources: {e}")));
+    }
+    // Always, with or without rules in the spec: deny-all, the spec's rules, the defaults.
+    let rules = resources
+        .and_then(|r| r.devices().as_deref())
+        .unwrap_or_default();
+    match cgroup.apply_device_rules(rules) {
+        Ok(DeviceRules::NotEnforced) => log::warn!(
+            "{id}: device rules are not enforced: neither a v1 devices hierarchy nor a \
+             cgroup2 directory for the container"
+        ),
+        Ok(DeviceRules::Applied) => {}
+        Err(e) => {
+            let _ = cgroup.remove();
+            return Err(TaskError::invalid(format!("apply device rules: {e}")));
+        }
+    }
+    Ok(cgroup)
+}

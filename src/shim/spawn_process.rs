@@ -1,0 +1,71 @@
+//! Spawning a process through the spawner, from the daemon's side: the request, sync 1 and 2,
+//! the helper's reap, and registration with the reaper (used by Create for the init and by an
+//! exec's Start). Runs in the daemon.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Daemon;
+use super::error::TaskError;
+use super::exit_order::ExitOrder;
+use super::process::{Kind, Process};
+use crate::io::ProcessIo;
+use crate::spawn::protocol::SpawnRequest;
+
+use super::create::Announce;
+
+/// How long a spawn may wait for its helper's reap before it goes on without it.
+const HELPER_EXIT_LIMIT: Duration = Duration::from_secs(5);
+
+/// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
+/// it with the reaper. The exit of a process that dies before it is registered is parked.
+pub(super) fn spawn_process(
+    daemon: &Daemon,
+    request: &SpawnRequest,
+    (io, stdio): (&ProcessIo, [OwnedFd; 3]),
+    init_pidfd: Option<&OwnedFd>,
+    (container_id, kind, id): (&str, Kind, &str),
+    order: &Arc<ExitOrder>,
+    announce: Option<Announce<'_>>,
+) -> Result<Arc<Process>, TaskError> {
+    let _parking = daemon.exits.begin_spawn();
+    let (mut pending, pidfd) = daemon
+        .spawner
+        .get(&daemon.exits)?
+        .spawn(request, [&stdio[0], &stdio[1], &stdio[2]], init_pidfd)
+        .map_err(TaskError::from_spawn)?;
+    // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
+    drop(stdio);
+    let ready = pending.wait_ready().map_err(TaskError::from_spawn)?;
+    // The helper exited right after sync 1; by now it is normally reaped already. Waiting for it
+    // keeps the promise that no intermediate process outlives a Create (or an exec's Start).
+    if !daemon.exits.wait_reaped(pending.helper, HELPER_EXIT_LIMIT) {
+        log::warn!(
+            "{container_id}/{id}: spawn helper {} not reaped within {HELPER_EXIT_LIMIT:?}",
+            pending.helper
+        );
+    }
+    for warning in ready.warnings {
+        log::warn!("{container_id}/{id}: {warning}");
+    }
+    if let Some(master) = ready.console {
+        io.attach_console(master)
+            .map_err(|e| TaskError::internal(e.to_string()))?;
+    }
+    // Before the process is registered: its TaskExit can only follow this event.
+    if let Some((topic, event)) = announce {
+        daemon
+            .events
+            .publish(topic, event(pending.pid.as_raw() as u32));
+    }
+    let process = Arc::new(Process::new(
+        container_id,
+        (kind, id),
+        (pending, pidfd),
+        daemon.events.clone(),
+        Arc::clone(order),
+    ));
+    daemon.exits.register(&process);
+    Ok(process)
+}
