@@ -232,7 +232,7 @@ unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> Result<libc::c_long, Errno> 
 }
 
 /// Ids of the device programs attached to the cgroup itself (not its parents').
-pub fn attached(cgroup: &OwnedFd) -> Result<Vec<u32>, String> {
+fn attached(cgroup: &OwnedFd) -> Result<Vec<u32>, String> {
     let mut ids = [0u32; MAX_PROGS];
     let mut query = ProgQueryAttr {
         target_fd: cgroup.as_raw_fd() as u32,
