@@ -362,11 +362,26 @@ mod tests {
         };
         let url = "type.googleapis.com/containerd.runc.v1.Options";
         assert!(parse_options(Some(&any(url, &runc))).is_ok());
+        let file =
+            std::env::temp_dir().join(format!("sibling-options-{}.toml", std::process::id()));
+        std::fs::write(&file, "log_level = \"debug\"\n").unwrap();
         let cri = CriOptions {
-            config_path: "/etc/sibling.toml".into(),
+            config_path: file.display().to_string(),
             ..Default::default()
         };
-        assert!(parse_options(Some(&any("runtimeoptions.v1.Options", &cri))).is_ok());
+        let parsed = parse_options(Some(&any("runtimeoptions.v1.Options", &cri)));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(parsed.unwrap().log_level, Some(LevelFilter::Debug));
+        // A config file that is not there is an error naming it, never silently the defaults.
+        let missing = CriOptions {
+            config_path: "/nonexistent/sibling.toml".into(),
+            ..Default::default()
+        };
+        let err = parse_options(Some(&any("runtimeoptions.v1.Options", &missing))).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/sibling.toml"),
+            "{err}"
+        );
     }
 
     #[test]
