@@ -6,6 +6,7 @@ fn main() {
         "protos/sibling/v1/options.proto",
         "protos/runtimeoptions/v1/api.proto",
         "protos/runctypes/runc.proto",
+        "protos/containerd/types/introspection.proto",
     ];
     for input in inputs {
         println!("cargo:rerun-if-changed={input}");

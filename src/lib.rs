@@ -5,11 +5,13 @@
 //! - [`container`]: everything that turns an OCI `config.json` into a process in its namespaces.
 //! - [`shim`]: the containerd side: actions, daemon, Task service, records, reaper, events.
 //! - [`io`]: container stdio.
+//! - [`info`]: the `-info` answer (RuntimeInfo with the OCI features document).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
 pub mod container;
+pub mod info;
 pub mod io;
 pub mod mountinfo;
 pub mod shim;

@@ -1,16 +1,23 @@
 //! `containerd-shim-sibling-v2`: a containerd shim v2 that is its own OCI runtime.
 //!
 //! containerd runs this binary three ways: `start` (print the daemon's ttrpc address), `delete`
-//! (clean up after a daemon that died), and with no action as the daemon itself.
+//! (clean up after a daemon that died), and with no action as the daemon itself; containerd
+//! 2.x also runs `-info` (print the RuntimeInfo with the OCI features document).
 
 use std::io::Write;
 
 use containerd_shim_sibling_v2::shim;
 
 use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().collect();
+    // containerd 2.x runs `<shim> -info` (no other flag) and reads a RuntimeInfo from stdout;
+    // containerd_shim::parse does not know the flag.
+    if args.iter().skip(1).any(|a| a == "-info" || a == "--info") {
+        std::process::exit(run_info());
+    }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(flags) => flags,
         Err(e) => {
@@ -54,6 +61,52 @@ fn run_start(flags: &containerd_shim::Flags) -> i32 {
         }
         Err(e) => {
             eprint!("{e}");
+            1
+        }
+    }
+}
+
+/// Reads the runtime options from stdin (a marshalled `Any`, possibly empty), checks them as
+/// `start` would, and prints the marshalled RuntimeInfo. Errors go to stderr, which containerd
+/// quotes.
+fn run_info() -> i32 {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let bytes = if nix::unistd::isatty(stdin.as_fd()).unwrap_or(true) {
+        Vec::new()
+    } else {
+        match shim::options::read_until_eof(stdin.as_fd(), shim::options::STDIN_TIMEOUT) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                eprintln!("{}: {e}", shim::RUNTIME_NAME);
+                return 1;
+            }
+        }
+    };
+    if let Err(e) = shim::options::parse_shim_options(&bytes) {
+        eprintln!("{}: {e}", shim::RUNTIME_NAME);
+        return 1;
+    }
+    let options = match (!bytes.is_empty()).then(|| Any::parse_from_bytes(&bytes)) {
+        None => None,
+        Some(Ok(any)) => (!any.type_url.is_empty()).then_some(any),
+        Some(Err(e)) => {
+            eprintln!("{}: runtime options: {e}", shim::RUNTIME_NAME);
+            return 1;
+        }
+    };
+    let encoded = match containerd_shim_sibling_v2::info::runtime_info_bytes(options) {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            eprintln!("{}: {e}", shim::RUNTIME_NAME);
+            return 1;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&encoded).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}: write RuntimeInfo: {e}", shim::RUNTIME_NAME);
             1
         }
     }

@@ -1858,3 +1858,60 @@ fn inits_and_execs_start_with_default_signal_dispositions() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+/// `-info`, as containerd 2.x runs it (only that flag, the runtime options on stdin): stdout is
+/// a `containerd.types.RuntimeInfo` whose features Any is the OCI features document, JSON,
+/// claiming idmapped mounts and `rro`; bad options fail with a message on stderr.
+#[test]
+fn info_prints_runtime_info_with_the_features_document() {
+    use containerd_shim_protos::protobuf::Message;
+    use containerd_shim_sibling_v2::protos::introspection::RuntimeInfo;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = |stdin: &[u8]| {
+        let mut child = Command::new(SHIM)
+            .arg("-info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let options = shim_options(&Default::default());
+    let output = run(&options);
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+    let info = RuntimeInfo::parse_from_bytes(&output.stdout).unwrap();
+    assert_eq!(info.name, "io.containerd.sibling.v2");
+    assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
+    let echoed = info.options.as_ref().expect("the options are echoed");
+    assert_eq!(echoed.write_to_bytes().unwrap(), options);
+    let features = info.features.as_ref().unwrap();
+    assert_eq!(
+        features.type_url,
+        "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+    );
+    let document: serde_json::Value = serde_json::from_slice(&features.value).unwrap();
+    assert_eq!(
+        document.pointer("/linux/mountExtensions/idmap/enabled"),
+        Some(&serde_json::json!(true))
+    );
+    let mount_options = document["mountOptions"].as_array().unwrap();
+    assert!(mount_options.contains(&serde_json::json!("rro")));
+    assert_eq!(document["hooks"], serde_json::json!([]));
+    // No options at all (containerd sends none for a runtime without options).
+    let output = run(b"");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        RuntimeInfo::parse_from_bytes(&output.stdout)
+            .unwrap()
+            .options
+            .is_none()
+    );
+    // Garbage on stdin is an error, not silently ignored.
+    let output = run(b"\xff\xff\xff");
+    assert!(!output.status.success(), "{output:?}");
+    assert!(!output.stderr.is_empty());
+}

@@ -961,3 +961,161 @@ fn device_programs(dir: &Path) -> u32 {
     );
     query.prog_cnt
 }
+
+/// A host directory for a bind source, with a tmpfs mounted on its `sub` directory; unmounted
+/// (detached) when dropped, also when the test fails.
+struct DirWithSubmount {
+    dir: std::path::PathBuf,
+}
+
+impl DirWithSubmount {
+    /// Outside the test's directory, whose mounts must all be gone after a Delete.
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sibling-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir.join("sub"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount a tmpfs under the bind source");
+        DirWithSubmount { dir }
+    }
+}
+
+impl Drop for DirWithSubmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir.join("sub"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `rro`: the rbind and every mount under it are read-only (mount_setattr with AT_RECURSIVE);
+/// a plain `ro` makes only the top read-only, its submount stays writable (as with runc).
+#[test]
+fn rro_makes_submounts_read_only_where_ro_does_not() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("rro");
+    let source = DirWithSubmount::new("rro-source");
+    let script = "for f in /rro/top /rro/sub/f /ro/top /ro/sub/f; do \
+                  touch $f 2>/dev/null; echo $f=$?; done";
+    let mut spec = spec_running(script);
+    let bind = |destination: &str, option: &str| {
+        serde_json::json!({
+            "destination": destination, "type": "bind",
+            "source": source.dir, "options": ["rbind", option]
+        })
+    };
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.push(bind("/rro", "rro"));
+    mounts.push(bind("/ro", "ro"));
+    let (status, output) = Container::create(&fake, "rro", spec).run();
+    assert_eq!(
+        output, "/rro/top=1\n/rro/sub/f=1\n/ro/top=1\n/ro/sub/f=0\n",
+        "rro: everything read-only; ro: only the top"
+    );
+    assert_eq!(status, 0);
+    assert!(
+        source.dir.join("sub/f").exists(),
+        "the ro bind's submount was written"
+    );
+}
+
+/// An idmapped bind mount (`uidMappings`/`gidMappings` on the mount): the kernel shows a file
+/// owned by id n on disk as the id n maps to (containerID -> hostID, as runc does). In a
+/// user-namespaced container with the same maps as the mount (how Kubernetes mounts volumes
+/// into user-namespaced pods), host-root's files are root's inside, and what the container's
+/// root writes there is host root's on disk. Without the idmap they would be `nobody`'s.
+#[test]
+fn an_idmapped_mount_shows_files_with_the_mapped_owners() {
+    if !require_root() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let fake = FakeContainerd::new("idmap");
+    let source = fake.dir.join("idmap-source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("root-file"), "x").unwrap();
+    std::fs::write(source.join("user-file"), "x").unwrap();
+    std::os::unix::fs::chown(source.join("user-file"), Some(1000), Some(1000)).unwrap();
+    let plain = fake.dir.join("plain-source");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("root-file"), "x").unwrap();
+    std::os::unix::fs::chown(&source, Some(0), Some(0)).unwrap();
+    // Under /run, a tmpfs of the container's: its root may create mount points there.
+    let script = "stat -c %n:%u:%g /run/idmapped/root-file /run/idmapped/user-file /run/plain/root-file; \
+                  touch /run/idmapped/new && echo touched";
+    let mut spec = spec_in_user_namespace(script);
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.push(serde_json::json!({
+        "destination": "/run/idmapped", "type": "bind", "source": source,
+        "options": ["rbind"], "uidMappings": map, "gidMappings": map
+    }));
+    mounts.push(serde_json::json!({
+        "destination": "/run/plain", "type": "bind", "source": plain, "options": ["rbind"]
+    }));
+    let (status, output) = Container::create(&fake, "idmap", spec).run();
+    assert_eq!(
+        output,
+        "/run/idmapped/root-file:0:0\n/run/idmapped/user-file:1000:1000\n\
+         /run/plain/root-file:65534:65534\ntouched\n"
+    );
+    assert_eq!(status, 0);
+    let new = std::fs::metadata(source.join("new")).unwrap();
+    assert_eq!(
+        (new.uid(), new.gid()),
+        (0, 0),
+        "written as host root on disk"
+    );
+}
+
+/// In the host's user namespace, an idmapped mount mapping 0 -> 1000 shows host root's files
+/// as uid 1000's and files of ids outside the map as `nobody`'s; a mount with maps that is not
+/// a bind fails Create, naming it.
+#[test]
+fn an_idmapped_mount_in_the_host_user_namespace() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("idmaphost");
+    let source = fake.dir.join("idmap-source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("root-file"), "x").unwrap();
+    std::fs::write(source.join("user-file"), "x").unwrap();
+    std::os::unix::fs::chown(source.join("user-file"), Some(1000), Some(1000)).unwrap();
+    let script = "stat -c %n:%u:%g /idmapped/root-file /idmapped/user-file";
+    let mut spec = spec_running(script);
+    let map = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/idmapped", "type": "bind", "source": source,
+            "options": ["bind"], "uidMappings": map, "gidMappings": map
+        }));
+    let (status, output) = Container::create(&fake, "idmaphost", spec).run();
+    assert_eq!(
+        output,
+        "/idmapped/root-file:1000:1000\n/idmapped/user-file:65534:65534\n"
+    );
+    assert_eq!(status, 0);
+    let mut spec = spec_running("true");
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/t", "type": "tmpfs", "uidMappings": map, "gidMappings": map
+        }));
+    let err = Container::try_create(&fake, "idmaptmpfs", &mut spec)
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("/t") && err.contains("not a bind mount"),
+        "{err}"
+    );
+}

@@ -157,10 +157,11 @@ fn mount_cgroup_v1(
             flags: CGROUP_MOUNT_FLAGS,
             propagation: plan.options.propagation.clone(),
             data: vec!["mode=755".into()],
-            unsupported: Vec::new(),
+            ..MountOptions::default()
         },
+        idmap: None,
     };
-    mount_entry(root, &tmpfs, cgroupns, false)?;
+    mount_entry(root, &tmpfs, cgroupns, false, None)?;
     for hierarchy in hierarchies {
         mount_hierarchy(root, plan, hierarchy, cgroupns)?;
     }
@@ -214,8 +215,9 @@ fn mount_hierarchy(
             propagation: plan.options.propagation.clone(),
             ..MountOptions::default()
         },
+        idmap: None,
     };
-    mount_entry(root, &bind, cgroupns, false)
+    mount_entry(root, &bind, cgroupns, false, None)
 }
 
 /// `cpu -> cpu,cpuacct` and `cpuacct -> cpu,cpuacct` for hierarchies with several controllers,
@@ -268,7 +270,7 @@ fn mount_cgroup_v2(
                 },
                 ..plan.clone()
             };
-            mount_entry(root, &bind, cgroupns, false)
+            mount_entry(root, &bind, cgroupns, false, None)
         }
         Err(errno) => Err(InitError::Mount {
             action: "mount cgroup2".into(),

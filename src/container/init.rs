@@ -32,7 +32,8 @@ use super::process_attrs::{
 use super::program::{find_executable, path_variable};
 use super::rlimits::apply_rlimits;
 use super::rootfs::{
-    make_root_readonly, mount_all, prepare_root, remount_dev_readonly, root_propagation,
+    IdmappedTrees, make_root_readonly, mount_all, prepare_root, remount_dev_readonly,
+    root_propagation,
 };
 use super::seccomp::{SeccompFilter, compile};
 use super::sysctl::{apply_sysctls, check_sysctl};
@@ -49,7 +50,12 @@ struct CapabilityStep {
 }
 
 /// Sets the container up, from stdio to the resolved executable. See the module docs.
-pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitError> {
+/// `idmapped` holds the idmapped binds' trees the helper made (see `mounts::open_idmapped_tree`).
+pub fn prepare(
+    config: &InitConfig,
+    stdio: [OwnedFd; 3],
+    idmapped: IdmappedTrees,
+) -> Result<Exec, InitError> {
     let spec = &config.spec;
     let process = spec
         .process()
@@ -76,7 +82,7 @@ pub fn prepare(config: &InitConfig, stdio: [OwnedFd; 3]) -> Result<Exec, InitErr
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let (seccomp, seccomp_warnings) = compile_seccomp(profile)?;
     warnings.extend(seccomp_warnings);
-    build_rootfs(config, &namespaces)?;
+    build_rootfs(config, &namespaces, idmapped)?;
     // After pivot_root (the pty must come from the container's devpts) and before /dev or the
     // root become read-only (/dev/console is bound over).
     let console = terminal.then(|| create_console(true)).transpose()?;
@@ -202,7 +208,11 @@ fn plan_capability_step(
 }
 
 /// Mounts, devices and pivot_root: the container's filesystem view.
-fn build_rootfs(config: &InitConfig, namespaces: &NamespacePlan) -> Result<(), InitError> {
+fn build_rootfs(
+    config: &InitConfig,
+    namespaces: &NamespacePlan,
+    idmapped: IdmappedTrees,
+) -> Result<(), InitError> {
     let linux = config.spec.linux().as_ref();
     let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
     prepare_root(&config.rootfs, root_propagation(propagation)?)?;
@@ -211,7 +221,7 @@ fn build_rootfs(config: &InitConfig, namespaces: &NamespacePlan) -> Result<(), I
     // The daemon mounts the rootfs at <bundle>/rootfs: relative bind sources are bundle paths.
     let bundle = config.rootfs.parent().unwrap_or(Path::new("/"));
     let mounts = config.spec.mounts().as_deref().unwrap_or_default();
-    let dev = mount_all(&root, mounts, bundle, namespaces)?;
+    let dev = mount_all(&root, mounts, bundle, namespaces, idmapped)?;
     if dev.create_devices {
         // /dev/console comes with the terminal itself, after pivot_root (`create_console`).
         populate_dev(&root, linux)?;

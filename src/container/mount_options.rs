@@ -4,6 +4,11 @@
 
 use nix::mount::MsFlags;
 
+use super::sys::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+};
+
 /// Options that set (or, for their negation, clear) one mount flag, as in mount(8) and runc.
 const FLAG_OPTIONS: &[(&str, bool, MsFlags)] = &[
     // (name, clears the flag, flag)
@@ -54,26 +59,36 @@ const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
     ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
 ];
 
-/// Options with a meaning this runtime does not implement yet (recursive mount attributes need
-/// mount_setattr, id-mapped mounts need a user namespace, tmpcopyup a copy step). Passing them
-/// on as data would fail obscurely or, worse, silently do less than asked.
+/// Recursive mount attributes: after the mount, one mount_setattr(2) with `AT_RECURSIVE` sets
+/// (or, for the negation, clears) the attribute on the mount and every mount below it, as runc
+/// does. A plain `ro` bind leaves the submounts of an `rbind` writable; `rro` does not.
+const RECURSIVE_OPTIONS: &[(&str, bool, u64)] = &[
+    // (name, clears the attribute, attribute)
+    ("rro", false, MOUNT_ATTR_RDONLY),
+    ("rrw", true, MOUNT_ATTR_RDONLY),
+    ("rnosuid", false, MOUNT_ATTR_NOSUID),
+    ("rsuid", true, MOUNT_ATTR_NOSUID),
+    ("rnodev", false, MOUNT_ATTR_NODEV),
+    ("rdev", true, MOUNT_ATTR_NODEV),
+    ("rnoexec", false, MOUNT_ATTR_NOEXEC),
+    ("rexec", true, MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", false, MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", true, MOUNT_ATTR_NODIRATIME),
+    ("rnosymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Idmapped bind mounts (with the mount's `uidMappings`/`gidMappings`): `idmap` maps the top
+/// mount only, `ridmap` every mount of the tree.
+const IDMAP_OPTIONS: &[(&str, bool)] = &[("idmap", false), ("ridmap", true)];
+
+/// Options with a meaning this runtime does not implement yet (the recursive atime family
+/// needs the exclusive MOUNT_ATTR__ATIME handling, nosymfollow a mount flag nix lacks,
+/// tmpcopyup a copy step). Passing them on as data would fail obscurely or, worse, silently
+/// do less than asked.
 const UNSUPPORTED_OPTIONS: &[&str] = &[
-    "idmap",
-    "ridmap",
     "tmpcopyup",
     "nosymfollow",
-    "rnosymfollow",
-    "rsymfollow",
-    "rro",
-    "rrw",
-    "rnosuid",
-    "rsuid",
-    "rnodev",
-    "rdev",
-    "rnoexec",
-    "rexec",
-    "rnodiratime",
-    "rdiratime",
     "rrelatime",
     "rnorelatime",
     "rnoatime",
@@ -81,6 +96,31 @@ const UNSUPPORTED_OPTIONS: &[&str] = &[
     "rstrictatime",
     "rnostrictatime",
 ];
+
+/// Every option name this module gives a meaning to (flags, propagation, recursive attributes,
+/// idmap), in table order: the mount options the features document (`-info`) lists. Anything
+/// else is either refused (see [`MountOptions::unsupported`]) or passed to the filesystem as
+/// data.
+pub fn known_options() -> impl Iterator<Item = &'static str> {
+    let flags = FLAG_OPTIONS.iter().map(|(name, ..)| *name);
+    let propagation = PROPAGATION_OPTIONS.iter().map(|(name, _)| *name);
+    let recursive = RECURSIVE_OPTIONS.iter().map(|(name, ..)| *name);
+    let idmap = IDMAP_OPTIONS.iter().map(|(name, _)| *name);
+    flags.chain(propagation).chain(recursive).chain(idmap)
+}
+
+/// Mount attributes for mount_setattr(2): what to set and what to clear.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl MountAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+}
 
 /// Parsed mount options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +131,11 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything else (`mode=755`, `size=65536k`, `lowerdir=...`): the filesystem's data.
     pub data: Vec<String>,
+    /// Recursive attributes (`rro`, `rnosuid`, ...), applied with `AT_RECURSIVE` after the mount.
+    pub recursive: MountAttrs,
+    /// `idmap` (false) or `ridmap` (true): the mount is idmapped with its own mappings, only
+    /// its top or recursively. `None` when neither is given.
+    pub idmap: Option<bool>,
     /// Options recognised but not supported yet; the caller decides whether that is an error.
     pub unsupported: Vec<String>,
 }
@@ -101,6 +146,8 @@ impl Default for MountOptions {
             flags: MsFlags::empty(),
             propagation: Vec::new(),
             data: Vec::new(),
+            recursive: MountAttrs::default(),
+            idmap: None,
             unsupported: Vec::new(),
         }
     }
@@ -125,6 +172,18 @@ impl MountOptions {
             }
         } else if let Some(&(_, flag)) = PROPAGATION_OPTIONS.iter().find(|(n, _)| *n == option) {
             self.propagation.push(flag);
+        } else if let Some(&(_, clear, attr)) =
+            RECURSIVE_OPTIONS.iter().find(|(n, ..)| *n == option)
+        {
+            if clear {
+                self.recursive.set &= !attr;
+                self.recursive.clear |= attr;
+            } else {
+                self.recursive.clear &= !attr;
+                self.recursive.set |= attr;
+            }
+        } else if let Some(&(_, recursive)) = IDMAP_OPTIONS.iter().find(|(n, _)| *n == option) {
+            self.idmap = Some(recursive);
         } else if UNSUPPORTED_OPTIONS.contains(&option) {
             self.unsupported.push(option.to_owned());
         } else if !option.is_empty() {
@@ -274,9 +333,52 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_set_aside() {
-        let o = parse(&["rro", "idmap", "tmpcopyup", "nosuid"]);
-        assert_eq!(o.unsupported, ["rro", "idmap", "tmpcopyup"]);
+        let o = parse(&["rnoatime", "tmpcopyup", "nosuid"]);
+        assert_eq!(o.unsupported, ["rnoatime", "tmpcopyup"]);
         assert!(o.data.is_empty());
         assert_eq!(o.flags, MsFlags::MS_NOSUID);
+    }
+
+    #[test]
+    fn recursive_attributes_are_collected_and_later_ones_win() {
+        let o = parse(&["rbind", "rro", "rnosuid", "rsuid", "rnoexec"]);
+        assert_eq!(o.recursive.set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC);
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_NOSUID);
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert!(o.data.is_empty() && o.unsupported.is_empty());
+        let o = parse(&["rro", "rrw"]);
+        assert_eq!(
+            o.recursive,
+            MountAttrs {
+                set: 0,
+                clear: MOUNT_ATTR_RDONLY
+            }
+        );
+        assert!(parse(&["ro"]).recursive.is_empty());
+    }
+
+    #[test]
+    fn idmap_options_say_how_far_the_mapping_goes() {
+        assert_eq!(parse(&["bind"]).idmap, None);
+        assert_eq!(parse(&["bind", "idmap"]).idmap, Some(false));
+        assert_eq!(parse(&["rbind", "ridmap"]).idmap, Some(true));
+    }
+
+    #[test]
+    fn every_known_option_has_a_meaning_and_none_is_unsupported() {
+        for name in known_options() {
+            let o = parse(&[name]);
+            assert!(
+                o.data.is_empty(),
+                "{name} would go to the filesystem as data"
+            );
+            assert!(
+                o.unsupported.is_empty(),
+                "{name} is both known and unsupported"
+            );
+        }
+        for name in UNSUPPORTED_OPTIONS {
+            assert!(!known_options().any(|known| known == *name), "{name}");
+        }
     }
 }

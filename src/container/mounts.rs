@@ -1,7 +1,7 @@
 //! The spec's `mounts`, one at a time: plan (pure: destination, kind, options, checks), then
 //! mount onto the destination resolved inside the rootfs (see `in_root`).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -12,14 +12,15 @@ use super::cgroupfs_mounts;
 use super::error::InitError;
 use super::in_root::{RootDir, clean_path};
 use super::mount_options::MountOptions;
-use super::sys::fd_path;
+use super::namespaces::{IdMappings, IdRange};
+use super::sys::{MOUNT_ATTR_IDMAP, fd_path, mount_setattr, move_mount_onto, open_tree_clone};
 
 /// How a spec mount is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountKind {
     /// A bind (or rbind) of a host path.
     Bind,
-    /// `type: cgroup`: the container's own cgroups (see `cgroup_mount`).
+    /// `type: cgroup`: the container's own cgroups (see `cgroupfs_mounts`).
     Cgroup,
     /// A fresh filesystem of this type (proc, sysfs, tmpfs, devpts, mqueue, ...).
     Fresh(String),
@@ -34,6 +35,18 @@ pub struct MountPlan {
     /// The host path of a bind, the device or name of a fresh filesystem.
     pub source: Option<PathBuf>,
     pub options: MountOptions,
+    /// An idmapped bind: the mount's own `uidMappings`/`gidMappings`.
+    pub idmap: Option<IdMapPlan>,
+}
+
+/// How an idmapped bind mount maps ids: the user namespace made with `maps` is attached to the
+/// mount (MOUNT_ATTR_IDMAP), so a file owned by id `n` on disk is seen as the id that `n`
+/// maps to (`containerID` `hostID` `size`, as in a user namespace's map), as runc does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMapPlan {
+    pub maps: IdMappings,
+    /// `ridmap`: every mount of an rbind is idmapped, not only its top.
+    pub recursive: bool,
 }
 
 /// Files under /proc that may be mounted over (by lxcfs-style emulations), as runc allows.
@@ -66,12 +79,6 @@ pub fn plan_mount(m: &Mount, bundle: &Path) -> Result<MountPlan, InitError> {
             option: option.clone(),
         });
     }
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(InitError::MountOption {
-            destination,
-            option: "uidMappings/gidMappings".into(),
-        });
-    }
     let kind = match m.typ().as_deref() {
         _ if options.is_bind() => MountKind::Bind,
         Some("bind") => MountKind::Bind,
@@ -91,12 +98,96 @@ pub fn plan_mount(m: &Mount, bundle: &Path) -> Result<MountPlan, InitError> {
         (_, source) => source.clone(),
     };
     check_proc_destination(&destination, &kind)?;
+    let idmap = plan_idmap(m, &destination, &kind, &options)?;
     Ok(MountPlan {
         destination,
         kind,
         source,
         options,
+        idmap,
     })
+}
+
+/// The idmap of a mount with `uidMappings`/`gidMappings`: bind mounts only (as runc), both maps
+/// given. `idmap`/`ridmap` without maps (runc 1.2 then uses the container's user namespace)
+/// is refused rather than done differently.
+fn plan_idmap(
+    m: &Mount,
+    destination: &Path,
+    kind: &MountKind,
+    options: &MountOptions,
+) -> Result<Option<IdMapPlan>, InitError> {
+    let ranges = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<IdRange> {
+        maps.iter()
+            .flatten()
+            .map(|m| IdRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let maps = IdMappings {
+        uids: ranges(m.uid_mappings()),
+        gids: ranges(m.gid_mappings()),
+    };
+    let where_ = destination.display();
+    if maps.uids.is_empty() && maps.gids.is_empty() {
+        if let Some(recursive) = options.idmap {
+            return Err(InitError::MountOption {
+                destination: destination.to_owned(),
+                option: format!(
+                    "{} without uidMappings/gidMappings",
+                    if recursive { "ridmap" } else { "idmap" }
+                ),
+            });
+        }
+        return Ok(None);
+    }
+    if *kind != MountKind::Bind {
+        let what = format!(
+            "the mount on {where_} has uidMappings/gidMappings but is not a bind mount (idmapped mounts are bind mounts)"
+        );
+        return Err(InitError::InvalidSpec(what));
+    }
+    if maps.uids.is_empty() || maps.gids.is_empty() {
+        let what = format!("the idmapped mount on {where_} needs both uidMappings and gidMappings");
+        return Err(InitError::InvalidSpec(what));
+    }
+    Ok(Some(IdMapPlan {
+        maps,
+        recursive: options.idmap.unwrap_or(false),
+    }))
+}
+
+/// Makes the detached, idmapped copy of an idmapped bind's source (run by the helper, outside
+/// the container's user namespace, where attaching an idmap to a host filesystem is allowed):
+/// open_tree(OPEN_TREE_CLONE) of the source, recursively for an rbind, then
+/// mount_setattr(MOUNT_ATTR_IDMAP) with `userns`, a user namespace holding the mount's maps.
+/// The init attaches it in place of the bind ([`mount_entry`]).
+pub fn open_idmapped_tree(plan: &MountPlan, userns: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+    let source = plan.source.as_deref().unwrap_or(Path::new(""));
+    let recursive_bind = plan.options.flags.contains(MsFlags::MS_REC);
+    let recursive_idmap = plan.idmap.as_ref().is_some_and(|i| i.recursive);
+    let name = |step: &str, errno: Errno| {
+        format!(
+            "idmapped mount of {} on {}: {step}: {errno}",
+            source.display(),
+            plan.destination.display()
+        )
+    };
+    let tree = open_tree_clone(source, recursive_bind).map_err(|e| name("open_tree", e))?;
+    mount_setattr(tree.as_fd(), recursive_idmap, MOUNT_ATTR_IDMAP, 0, Some(userns)).map_err(
+        |errno| {
+            let why = match errno {
+                Errno::EINVAL => " (the kernel or this filesystem does not support idmapped mounts, or the mount is already idmapped)",
+                Errno::EPERM => " (idmapping needs CAP_SYS_ADMIN over the filesystem's user namespace)",
+                _ => "",
+            };
+            name(&format!("mount_setattr(MOUNT_ATTR_IDMAP){why}"), errno)
+        },
+    )?;
+    Ok(tree)
 }
 
 /// Refuses mounts over /proc or inside it (they could hide or redirect the files the kernel's
@@ -125,15 +216,35 @@ pub fn check_proc_destination(destination: &Path, kind: &MountKind) -> Result<()
 
 /// Performs one planned mount. `cgroupns` says whether the container has its own cgroup
 /// namespace; `keep_writable` leaves MS_RDONLY out (for /dev, remounted read-only once the
-/// device nodes exist).
+/// device nodes exist); `idmapped` is the detached idmapped tree the helper made for an
+/// idmapped bind ([`open_idmapped_tree`]). Recursive attributes (`rro`, ...) come last.
 pub fn mount_entry(
     root: &RootDir,
     plan: &MountPlan,
     cgroupns: bool,
     keep_writable: bool,
+    idmapped: Option<OwnedFd>,
 ) -> Result<(), InitError> {
+    mount_kind(root, plan, cgroupns, keep_writable, idmapped)?;
+    apply_recursive_attrs(root, plan)
+}
+
+fn mount_kind(
+    root: &RootDir,
+    plan: &MountPlan,
+    cgroupns: bool,
+    keep_writable: bool,
+    idmapped: Option<OwnedFd>,
+) -> Result<(), InitError> {
+    if plan.idmap.is_some() != idmapped.is_some() {
+        let what = format!(
+            "the idmapped mount on {} was not prepared",
+            plan.destination.display()
+        );
+        return Err(InitError::InvalidSpec(what));
+    }
     match &plan.kind {
-        MountKind::Bind => mount_bind(root, plan),
+        MountKind::Bind => mount_bind(root, plan, idmapped),
         MountKind::Cgroup => cgroupfs_mounts::mount_cgroups(root, plan, cgroupns),
         MountKind::Fresh(fstype) => {
             let mut flags = plan.options.flags;
@@ -153,7 +264,11 @@ pub fn mount_entry(
 
 /// A bind mount: the target is created as a file when the source is not a directory; options
 /// other than bind/rbind need a second, remount call because the first ignores them.
-fn mount_bind(root: &RootDir, plan: &MountPlan) -> Result<(), InitError> {
+fn mount_bind(
+    root: &RootDir,
+    plan: &MountPlan,
+    idmapped: Option<OwnedFd>,
+) -> Result<(), InitError> {
     let source = plan.source.as_deref().unwrap_or(Path::new(""));
     let metadata = std::fs::metadata(source).map_err(|error| InitError::MountSource {
         source: source.to_owned(),
@@ -167,10 +282,19 @@ fn mount_bind(root: &RootDir, plan: &MountPlan) -> Result<(), InitError> {
             .map_err(|errno| resolve_error(root, "create mount point", &plan.destination, errno))?
     };
     check_resolved_destination(root, &target, plan)?;
-    let flags = MsFlags::MS_BIND | (plan.options.flags & MsFlags::MS_REC);
-    let action = format!("bind {}", source.display());
-    mount_on(&target, Some(source), None, flags, "")
-        .map_err(|errno| mount_error(root, action, plan, errno))?;
+    match idmapped {
+        Some(tree) => {
+            let action = format!("attach the idmapped mount of {}", source.display());
+            move_mount_onto(tree.as_fd(), target.as_fd())
+                .map_err(|errno| mount_error(root, action, plan, errno))?;
+        }
+        None => {
+            let flags = MsFlags::MS_BIND | (plan.options.flags & MsFlags::MS_REC);
+            let action = format!("bind {}", source.display());
+            mount_on(&target, Some(source), None, flags, "")
+                .map_err(|errno| mount_error(root, action, plan, errno))?;
+        }
+    }
     let extra = plan.options.bind_remount_flags();
     if !extra.is_empty() {
         remount_bind(root, &plan.destination, extra)?;
@@ -189,6 +313,27 @@ pub fn remount_bind(root: &RootDir, destination: &Path, flags: MsFlags) -> Resul
         destination: destination.to_owned(),
         rootfs: root.path().to_owned(),
         errno,
+    })
+}
+
+/// `rro`, `rnosuid`, ...: one mount_setattr(AT_RECURSIVE) on the mount now at the destination,
+/// so every mount below it (an rbind's submounts) gets them too.
+fn apply_recursive_attrs(root: &RootDir, plan: &MountPlan) -> Result<(), InitError> {
+    let attrs = plan.options.recursive;
+    if attrs.is_empty() {
+        return Ok(());
+    }
+    let top = open_mount_point(root, &plan.destination)?;
+    mount_setattr(top.as_fd(), true, attrs.set, attrs.clear, None).map_err(|errno| {
+        InitError::Mount {
+            action: format!(
+                "set recursive mount attributes (set {:#x}, clear {:#x})",
+                attrs.set, attrs.clear
+            ),
+            destination: plan.destination.clone(),
+            rootfs: root.path().to_owned(),
+            errno,
+        }
     })
 }
 
@@ -363,17 +508,62 @@ mod tests {
 
     #[test]
     fn unsupported_and_incomplete_mounts_are_rejected() {
-        let rro = mount(
-            serde_json::json!({"destination": "/x", "type": "bind", "source": "/y", "options": ["rro"]}),
+        let ratime = mount(
+            serde_json::json!({"destination": "/x", "type": "bind", "source": "/y", "options": ["ratime"]}),
         );
         assert_eq!(
-            plan_mount(&rro, Path::new("/b")).unwrap_err().to_string(),
-            "mount option \"rro\" on /x is not supported yet"
+            plan_mount(&ratime, Path::new("/b"))
+                .unwrap_err()
+                .to_string(),
+            "mount option \"ratime\" on /x is not supported yet"
         );
         let no_type = mount(serde_json::json!({"destination": "/x"}));
         assert!(plan_mount(&no_type, Path::new("/b")).is_err());
         let no_source = mount(serde_json::json!({"destination": "/x", "type": "bind"}));
         assert!(plan_mount(&no_source, Path::new("/b")).is_err());
+    }
+
+    #[test]
+    fn idmapped_mounts_are_binds_with_both_maps() {
+        let maps = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        let ok = mount(serde_json::json!({
+            "destination": "/x", "type": "bind", "source": "/y", "options": ["rbind", "ridmap"],
+            "uidMappings": maps, "gidMappings": maps
+        }));
+        let plan = plan_mount(&ok, Path::new("/b")).unwrap();
+        let idmap = plan.idmap.unwrap();
+        assert!(idmap.recursive);
+        let range = IdRange {
+            container: 0,
+            host: 1000,
+            size: 1,
+        };
+        assert_eq!(idmap.maps.uids, [range]);
+        assert_eq!(idmap.maps.gids, [range]);
+        let tmpfs = mount(serde_json::json!({
+            "destination": "/x", "type": "tmpfs", "uidMappings": maps, "gidMappings": maps
+        }));
+        let err = plan_mount(&tmpfs, Path::new("/b")).unwrap_err().to_string();
+        assert!(err.contains("not a bind mount"), "{err}");
+        let uids_only = mount(serde_json::json!({
+            "destination": "/x", "type": "bind", "source": "/y", "uidMappings": maps
+        }));
+        let err = plan_mount(&uids_only, Path::new("/b"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both uidMappings and gidMappings"), "{err}");
+        let no_maps = mount(serde_json::json!({
+            "destination": "/x", "type": "bind", "source": "/y", "options": ["idmap"]
+        }));
+        let err = plan_mount(&no_maps, Path::new("/b"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("idmap without uidMappings/gidMappings"),
+            "{err}"
+        );
+        let plain = mount(serde_json::json!({"destination": "/x", "type": "bind", "source": "/y"}));
+        assert_eq!(plan_mount(&plain, Path::new("/b")).unwrap().idmap, None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The container's root filesystem before pivot_root: propagation of `/`, the rootfs bound onto
 //! itself, the spec's mounts in order; and `root.readonly` after pivot_root.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -100,12 +101,14 @@ pub fn parent_mount<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a Moun
         .map(|(_, m)| m)
 }
 
-/// Performs the spec's mounts in order, each resolved inside `root`.
+/// Performs the spec's mounts in order, each resolved inside `root`. `idmapped` holds the
+/// detached idmapped trees the helper made, by index in `mounts`.
 pub fn mount_all(
     root: &RootDir,
     mounts: &[Mount],
     bundle: &Path,
     namespaces: &NamespacePlan,
+    mut idmapped: IdmappedTrees,
 ) -> Result<DevSetup, InitError> {
     let plans = mounts
         .iter()
@@ -116,7 +119,7 @@ pub fn mount_all(
         create_devices: true,
         remount_flags: None,
     };
-    for plan in &plans {
+    for (index, plan) in plans.iter().enumerate() {
         let is_dev = plan.destination == Path::new("/dev");
         let is_bind = plan.kind == MountKind::Bind;
         let keep_writable = is_dev && !is_bind && plan.options.flags.contains(MsFlags::MS_RDONLY);
@@ -125,9 +128,25 @@ pub fn mount_all(
             dev.create_devices = !is_bind;
             dev.remount_flags = keep_writable.then(|| plan.options.bind_remount_flags());
         }
-        mount_entry(root, plan, cgroupns, keep_writable)?;
+        mount_entry(root, plan, cgroupns, keep_writable, idmapped.take(index))?;
     }
     Ok(dev)
+}
+
+/// The detached idmapped mount trees of a container's idmapped binds, made by the helper
+/// before it cloned the init (which inherits them), by index in the spec's `mounts`.
+#[derive(Debug, Default)]
+pub struct IdmappedTrees(Vec<(usize, OwnedFd)>);
+
+impl IdmappedTrees {
+    pub fn new(trees: Vec<(usize, OwnedFd)>) -> Self {
+        Self(trees)
+    }
+
+    fn take(&mut self, index: usize) -> Option<OwnedFd> {
+        let position = self.0.iter().position(|(i, _)| *i == index)?;
+        Some(self.0.swap_remove(position).1)
+    }
 }
 
 /// sysfs belongs to a network namespace: a user namespace may mount it only with a network

@@ -1,5 +1,6 @@
 //! Thin wrappers over the system calls nix does not cover (openat2, capget/capset, the
-//! capability prctls, close_range, setdomainname, TIOCSCTTY, raw sigaction).
+//! capability prctls, close_range, setdomainname, TIOCSCTTY, raw sigaction, open_tree,
+//! move_mount, mount_setattr).
 //!
 //! Every `unsafe` block of the container setup lives here; callers see
 //! plain `Result<_, Errno>` functions.
@@ -255,6 +256,7 @@ pub fn set_cloexec_raw(fd: RawFd) -> Result<(), Errno> {
 
 /// `<linux/mount.h>` flags of open_tree and move_mount.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
@@ -286,4 +288,92 @@ pub fn bind_fd_onto(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<()
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// `MOUNT_ATTR_*` of mount_setattr(2) (`<linux/mount.h>`).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount `fd` refers to (the root of a mount, or a detached tree from
+/// open_tree), and with `recursive` on every mount below it. `userns` goes with
+/// `MOUNT_ATTR_IDMAP`.
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: `attr` is a valid mount_attr whose size we pass and which outlives the call (the
+    // kernel only reads it); the path is an empty C string with AT_EMPTY_PATH on our own fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of `path`: a detached copy of the mount there (with `recursive`,
+/// of every mount below it too), close-on-exec, to be changed with [`mount_setattr`] and
+/// attached with [`move_mount_onto`].
+pub fn open_tree_clone(path: &Path, recursive: bool) -> Result<OwnedFd, Errno> {
+    let c_path = path_to_cstring(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call; the result is checked.
+    let tree =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c_path.as_ptr(), flags) };
+    if tree < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a fresh descriptor that only we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
+}
+
+/// Attaches the detached mount `tree` (from [`open_tree_clone`]) onto what `target` refers to.
+pub fn move_mount_onto(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: move_mount between two descriptors we hold, with empty C strings.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
 }

@@ -136,7 +136,7 @@ impl ShimOptions {
 }
 
 /// How long `start` waits for containerd to finish writing the options to its stdin.
-const STDIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STDIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the options containerd wrote to `start`'s stdin (a marshalled `Any`; nothing when the
 /// runtime has none). A terminal or a closed stdin (`start` run by hand) holds no options;
@@ -151,7 +151,10 @@ pub fn read_shim_options() -> Result<ShimOptions, String> {
     parse_shim_options(&bytes)
 }
 
-fn read_until_eof(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> Result<Vec<u8>, String> {
+pub fn read_until_eof(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = Instant::now() + timeout;
     let mut bytes = Vec::new();

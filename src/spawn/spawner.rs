@@ -28,6 +28,7 @@ use crate::container::lsm::{HostProc, asks_labels};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::container::process_attrs::set_oom_score_adj;
 use crate::container::rlimits::apply_rlimits;
+use crate::container::rootfs::IdmappedTrees;
 use crate::container::{ExecConfig, InitConfig};
 
 /// Forks the spawner. Must be called while the calling process is still single-threaded.
@@ -171,6 +172,18 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             exit_now(1)
         }
     };
+    // After joining the namespaces (a bind source is looked up as the init will see it), before
+    // the clone: the init inherits the trees. The helper's copies close when it exits.
+    let idmapped = match &request {
+        SpawnRequest::Init { config, .. } => match userns::idmapped_trees(config) {
+            Ok(trees) => trees,
+            Err(error) => {
+                fail(&sync, error);
+                exit_now(1)
+            }
+        },
+        SpawnRequest::Exec { .. } => IdmappedTrees::default(),
+    };
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => {
             // A host cgroup directory: nothing the container's process may hold, even until
@@ -194,7 +207,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             match request {
                 SpawnRequest::Init { config, .. } => {
                     drop(host_proc);
-                    run_init(&config, sync, stdio)
+                    run_init(&config, sync, stdio, idmapped)
                 }
                 SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio, host_proc),
             }
@@ -337,8 +350,8 @@ fn join_cgroup_namespace(init_pidfd: &OwnedFd) -> Result<(), String> {
 }
 
 /// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
-fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3]) -> ! {
-    let prepared = crate::container::init::prepare(config, stdio);
+fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3], idmapped: IdmappedTrees) -> ! {
+    let prepared = crate::container::init::prepare(config, stdio, idmapped);
     run_prepared(prepared, sync)
 }
 
