@@ -20,7 +20,7 @@ TEST_THREADS ?= 2
 # checks against the reference runc shim.
 TEST_ARGS ?=
 
-.PHONY: all build rootfs image bundles test demo bench lint sweep clean
+.PHONY: all build rootfs image bundles check test demo bench lint sweep clean
 
 all: build
 
@@ -44,12 +44,21 @@ $(PAUSE_TAR): $(ROOTFS)/bin/busybox scripts/build-image.sh
 # of the rootfs beside it: all they need from here is build/rootfs.
 bundles: rootfs
 
+# The first thing a contributor runs: formatting, clippy, and every test that needs no root
+# (unit tests; the protocol, security and end-to-end tests are marked `needs root` and reported
+# as ignored here). Under a minute after a build. `make test` runs everything.
+check:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) test --release
+
 # --no-fail-fast: one failing test binary must not hide the results of the others.
+# --include-ignored: the tests marked `needs root` run too (CI runs as root).
 test: build rootfs image
 	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
-		$(CARGO) test --release --no-fail-fast -- --test-threads=$(TEST_THREADS) $(TEST_ARGS)
+		$(CARGO) test --release --no-fail-fast -- --include-ignored --test-threads=$(TEST_THREADS) $(TEST_ARGS)
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
-	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
 	$(MAKE) test-cgroup-v2
 
 # The protocol and security tests in a throwaway qemu VM whose host is pure cgroup v2 (these

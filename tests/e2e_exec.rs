@@ -684,6 +684,7 @@ fn stdin_reaches_the_exec(runtime: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ps_output_parses() {
     // What ctr 1.6 prints, seen with both shims.
     let out =

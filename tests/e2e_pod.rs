@@ -119,6 +119,7 @@ fn two_containers_outside_pods_get_two_daemons(runtime: &str) {
 /// container started while another still runs joins it too, and once all are removed the
 /// daemon leaves after its idle time (1 s here) with nothing behind.
 #[test]
+#[ignore = "needs root"]
 fn with_sharing_on_containers_outside_pods_share_one_daemon() {
     let Some(c) = containerd(SIBLING) else { return };
     let config = c.dir().join("sibling.toml");
@@ -244,6 +245,7 @@ fn an_exit_while_containerd_is_down_is_reported_after(runtime: &str) {
 /// runtime options' `shim_cgroup` puts the daemon, and only the daemon, in that cgroup in every
 /// hierarchy where it exists; the container's init stays in its own.
 #[test]
+#[ignore = "needs root"]
 fn the_shim_cgroup_option_places_the_daemon() {
     let Some(c) = containerd(SIBLING) else { return };
     let name = format!("sibling-e2e-shim-{}", std::process::id());

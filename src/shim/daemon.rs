@@ -56,7 +56,7 @@ pub fn run(flags: &Flags) -> i32 {
     let spawner = match unsafe { Spawner::fork() } {
         Ok(spawner) => spawner,
         Err(e) => {
-            eprintln!("fork spawner: {e}");
+            eprintln!("fork spawner: {e} (EDEADLK: the daemon was not single-threaded)");
             return 1;
         }
     };

@@ -39,6 +39,12 @@ use crate::container::{ExecConfig, InitConfig};
 /// # Safety
 /// The calling process must have exactly one thread.
 pub unsafe fn fork_spawner(spawner_end: &OwnedFd, daemon_end: &OwnedFd) -> nix::Result<Pid> {
+    // The contract, checked: a fork while another thread holds a lock (malloc's, the logger's)
+    // would hand the spawner that lock, held for ever.
+    if thread_count() != Some(1) {
+        debug_assert!(false, "the spawner must be forked while single-threaded");
+        return Err(nix::errno::Errno::EDEADLK);
+    }
     let daemon = nix::unistd::getpid();
     // SAFETY: the caller guarantees a single thread, so the child inherits no lock held elsewhere.
     match unsafe { fork() }? {
@@ -406,14 +412,44 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Closes every inherited fd but stdio and `keep` (the daemon's listener, its log, ...).
+/// This process's thread count, from `/proc/self/status`.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Closes every inherited fd but stdio and `keep` (the daemon's listener, its log, ...). Where
+/// close_range(2) is missing (kernels before 5.9) or fails, each fd listed in /proc/self/fd is
+/// closed instead; a spawner that cannot close them exits rather than leak them into
+/// containers.
 fn close_fds_except(keep: RawFd) {
     let ranges = [(3, keep - 1), (keep + 1, RawFd::MAX)];
     for (first, last) in ranges {
-        if first <= last {
-            // SAFETY: close_range only closes descriptors of this single-threaded process; the
-            // ones we keep are outside the ranges.
-            unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range only closes descriptors of this single-threaded process; the
+        // ones we keep are outside the ranges.
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+        if ret != 0 && close_listed_fds(first, last).is_err() {
+            exit_now(1);
         }
     }
+}
+
+/// The fallback of [`close_fds_except`]: closes the fds in `first..=last` that /proc lists.
+fn close_listed_fds(first: RawFd, last: RawFd) -> std::io::Result<()> {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|fd| (first..=last).contains(fd))
+        .collect();
+    for fd in open {
+        // The directory's own fd is gone by now and gives EBADF: nothing else can fail here.
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(())
 }

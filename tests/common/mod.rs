@@ -33,11 +33,13 @@ macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
+            #[ignore = "needs root"]
             fn runc() {
                 super::$name(super::RUNC);
             }
 
             #[test]
+            #[ignore = "needs root"]
             fn sibling() {
                 super::$name(super::SIBLING);
             }

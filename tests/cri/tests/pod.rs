@@ -92,6 +92,7 @@ fn shim_daemons(containerd: &CriContainerd) -> Vec<u32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn a_pod_with_two_containers_runs_in_one_sibling_shim() {
     if !can_run() {
         return;
