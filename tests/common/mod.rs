@@ -471,7 +471,8 @@ impl Drop for BackgroundRun {
 /// scripts/containerd-private.sh.
 fn containerd_config(dir: &Path, major: u32) -> String {
     let d = dir.display();
-    let (version, cri) = if major >= 2 {
+    // What differs by version: 2.x's CRI is three plugins, and it has two more snapshotters.
+    let (version, off) = if major >= 2 {
         (
             3,
             r#""io.containerd.cri.v1.images",
@@ -488,7 +489,7 @@ fn containerd_config(dir: &Path, major: u32) -> String {
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = [
-  {cri}
+  {off}
   "io.containerd.nri.v1.nri",
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
