@@ -20,6 +20,12 @@ TEST_THREADS ?= 2
 # checks against the reference runc shim.
 TEST_ARGS ?=
 
+# The containerd the tests use by default is Debian bookworm's 1.6 in PATH. The end-to-end and
+# CRI tests also run against these, which scripts/fetch-containerd.sh extracts (never installs)
+# from Debian trixie (1.7) and sid (2.1) into build/containerd-<version>/.
+CONTAINERD_VERSIONS ?= 1.7 2.1
+E2E_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/e2e_*.rs))
+
 .PHONY: all build rootfs image bundles check test demo bench lint sweep clean
 
 all: build
@@ -59,7 +65,32 @@ test: build rootfs image
 		$(CARGO) test --release --no-fail-fast -- --include-ignored --test-threads=$(TEST_THREADS) $(TEST_ARGS)
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
+	$(MAKE) test-containerd-versions
 	$(MAKE) test-cgroup-v2
+
+# Fetches the containerds of CONTAINERD_VERSIONS into build/ (quick when they are there).
+.PHONY: containerd-versions
+containerd-versions:
+	scripts/fetch-containerd.sh $(CONTAINERD_VERSIONS)
+
+# The end-to-end test binaries (tests/e2e_*.rs) and the CRI test against each containerd of
+# CONTAINERD_VERSIONS (its containerd, ctr and containerd-shim-runc-v2, through
+# SIBLING_CONTAINERD_BIN_DIR). Every version runs even when an earlier one failed; the exit
+# status says whether all passed. `make test` runs it.
+.PHONY: test-containerd-versions
+test-containerd-versions: build rootfs image containerd-versions
+	@rc=0; failed=""; \
+	for v in $(CONTAINERD_VERSIONS); do \
+		bin=$(BUILD_DIR)/containerd-$$v/usr/bin; \
+		echo "== containerd $$v: $$($$bin/containerd --version)"; \
+		SIBLING_CONTAINERD_BIN_DIR=$$bin SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
+			$(CARGO) test --release --no-fail-fast $(E2E_TESTS) \
+			-- --include-ignored --test-threads=$(TEST_THREADS) $(TEST_ARGS) || { rc=1; failed="$$failed $$v:e2e"; }; \
+		SIBLING_CONTAINERD_BIN_DIR=$$bin CARGO_TARGET_DIR=$(AUX_TARGET) \
+			$(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored || { rc=1; failed="$$failed $$v:cri"; }; \
+	done; \
+	if [ $$rc -ne 0 ]; then echo "test-containerd-versions: failed:$$failed" >&2; fi; \
+	exit $$rc
 
 # The protocol and security tests in a throwaway qemu VM whose host is pure cgroup v2 (these
 # machines are hybrid v1; see scripts/vm/cgroup-v2-vm.sh). The first run installs

@@ -11,6 +11,9 @@
 #        repo's target/release) first in PATH so `--runtime io.containerd.sibling.v2`
 #        finds containerd-shim-sibling-v2, logs to DIR/containerd.log, records its
 #        pid in DIR/containerd.pid and waits until `ctr -a DIR/c.sock version` answers.
+#        SIBLING_CONTAINERD_BIN_DIR (env; default: PATH) picks the containerd, the ctr and
+#        the reference containerd-shim-runc-v2 (e.g. build/containerd-2.1/usr/bin from
+#        scripts/fetch-containerd.sh); the config follows its version (2.x: version 3).
 # stop:  kills that containerd (by the recorded pid only), kills shims whose
 #        command line names DIR/c.sock, unmounts everything under DIR, removes DIR.
 #        Safe to run twice and after a failed start.
@@ -37,17 +40,51 @@ sock=$dir/c.sock
 pidfile=$dir/containerd.pid
 START_TIMEOUT=${START_TIMEOUT:-30}
 
+# The containerd under test and the ctr of the same version.
+bin_dir=${SIBLING_CONTAINERD_BIN_DIR:-}
+if [ -n "$bin_dir" ]; then
+    containerd_bin=$bin_dir/containerd
+    ctr() { "$bin_dir/ctr" "$@"; }
+else
+    containerd_bin=containerd
+fi
+
+# Major version of the containerd under test ("containerd <module> 1.6.20~ds1 ..." or
+# "containerd <module>/v2 2.1.9+unknown").
+containerd_major() {
+    local version
+    version=$("$containerd_bin" --version | awk '{ print $3 }')
+    echo "${version%%.*}"
+}
+
+# containerd 1.6 and 1.7 read config version 2; 2.x reads version 3, where CRI is three
+# plugins (io.containerd.cri.v1.images, io.containerd.cri.v1.runtime, io.containerd.grpc.v1.cri)
+# and its runtime classes live under io.containerd.cri.v1.runtime.
 write_config() {
-    local cri_disabled='"io.containerd.grpc.v1.cri",'
-    if [ "${CRI:-0}" = 1 ]; then cri_disabled=""; fi
+    local major version cri_plugins cri_disabled="" runtime_plugin snapshotters=""
+    major=$(containerd_major)
+    if [ "$major" -ge 2 ]; then
+        version=3
+        cri_plugins='"io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri",'
+        runtime_plugin=io.containerd.cri.v1.runtime
+        snapshotters='"io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs",'
+    else
+        version=2
+        cri_plugins='"io.containerd.grpc.v1.cri",'
+        runtime_plugin=io.containerd.grpc.v1.cri
+    fi
+    if [ "${CRI:-0}" != 1 ]; then cri_disabled=$cri_plugins; fi
     cat >"$dir/config.toml" <<TOML
-version = 2
+version = $version
 root = "$dir/root"
 state = "$dir/state"
-# CRI is off unless CRI=1 (it wants a network setup only the CRI test provides); the other
+# CRI is off unless CRI=1 (it wants a network setup only the CRI test provides); NRI is off (its
+# socket, /var/run/nri/nri.sock, is machine-wide; 2.x turns it on by default); the other
 # snapshotters only log failures on this machine.
 disabled_plugins = [
   $cri_disabled
+  "io.containerd.nri.v1.nri",
+  $snapshotters
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -67,26 +104,39 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "$dir/opt"
 TOML
-    if [ "${CRI:-0}" = 1 ]; then
-        # The runtime class "sibling", as the README tells users to configure it. Pods use the
-        # host network (no CNI plugin runs), and no AppArmor profile is asked for.
+    [ "${CRI:-0}" = 1 ] || return 0
+    # The runtime class "sibling", as the README tells users to configure it. Pods use the
+    # host network (no CNI plugin runs), and no AppArmor profile is asked for.
+    local sandbox_image=${CRI_SANDBOX_IMAGE:-docker.io/library/sibling-pause:latest}
+    local sandbox_line cni_bin
+    if [ "$major" -ge 2 ]; then
         cat >>"$dir/config.toml" <<TOML
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${CRI_SANDBOX_IMAGE:-docker.io/library/sibling-pause:latest}"
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "$sandbox_image"
+TOML
+        sandbox_line=""
+        cni_bin="bin_dirs = [\"$dir/cni/bin\"]"
+    else
+        sandbox_line="sandbox_image = \"$sandbox_image\""
+        cni_bin="bin_dir = \"$dir/cni/bin\""
+    fi
+    cat >>"$dir/config.toml" <<TOML
+
+[plugins."$runtime_plugin"]
+  $sandbox_line
   disable_apparmor = true
   # Pod sandboxes ask for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which root
   # lacks on these machines (runc fails the same way): keep it at containerd's own value.
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$dir/cni/bin"
+  [plugins."$runtime_plugin".cni]
+    $cni_bin
     conf_dir = "$dir/cni/conf"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+  [plugins."$runtime_plugin".containerd]
     default_runtime_name = "sibling"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.sibling]
+  [plugins."$runtime_plugin".containerd.runtimes.sibling]
     runtime_type = "io.containerd.sibling.v2"
 TOML
-    fi
 }
 
 # Pids of processes whose argv contains "-address $sock" exactly: shims started
@@ -130,14 +180,22 @@ shim_socket_of() {
 }
 
 start() {
-    command -v containerd >/dev/null || die "containerd not installed (apt-get install containerd)"
-    command -v ctr >/dev/null || die "ctr not installed (apt-get install containerd)"
+    if [ -n "$bin_dir" ]; then
+        local tool
+        for tool in containerd ctr containerd-shim-runc-v2; do
+            [ -x "$bin_dir/$tool" ] || die "no $tool in SIBLING_CONTAINERD_BIN_DIR=$bin_dir (scripts/fetch-containerd.sh)"
+        done
+    else
+        command -v containerd >/dev/null || die "containerd not installed (apt-get install containerd)"
+        command -v ctr >/dev/null || die "ctr not installed (apt-get install containerd)"
+    fi
     [ ! -e "$pidfile" ] || die "$dir already has a containerd (pid $(cat "$pidfile")); stop it first"
     local shim_dir=${SHIM_DIR:-$repo/target/release}
     mkdir -p "$dir"
     write_config
 
-    PATH="$shim_dir:$PATH" setsid containerd --config "$dir/config.toml" \
+    # The containerd's own directory comes next: io.containerd.runc.v2 is its own version's.
+    PATH="$shim_dir${bin_dir:+:$bin_dir}:$PATH" setsid "$containerd_bin" --config "$dir/config.toml" \
         </dev/null >>"$dir/containerd.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
@@ -155,7 +213,7 @@ start() {
         sleep 0.1
         waited=$((waited + 1))
     done
-    echo "containerd-private: pid $pid, address $sock, shims from $shim_dir"
+    echo "containerd-private: pid $pid ($("$containerd_bin" --version)), address $sock, shims from $shim_dir"
 }
 
 # State letter of pid $1 (from /proc/PID/stat, after the parenthesised comm), empty if gone.

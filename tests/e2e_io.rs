@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::{
     CtrResult, IMAGE, NAMESPACE, PrivateContainerd, RUNC, SIBLING, command_timeout,
-    output_with_input, require_root_and_tools, unique_id,
+    containerd_tool, output_with_input, require_root_and_tools, unique_id,
 };
 
 for_each_runtime!(
@@ -31,7 +31,7 @@ fn containerd(runtime: &str) -> Option<PrivateContainerd> {
 /// `ctr` arguments for this containerd up to the subcommand, as one shell-quoted string.
 fn ctr_line(c: &PrivateContainerd, args: &[&str]) -> String {
     let mut all = vec![
-        "ctr".to_string(),
+        containerd_tool("ctr").display().to_string(),
         "-a".into(),
         c.address().display().to_string(),
         "-n".into(),

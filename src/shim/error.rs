@@ -62,8 +62,64 @@ impl std::fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
+/// The text containerd's errdefs gives an error class: Go shims (runc's) build a status from an
+/// error wrapping the class (`errdefs.ToGRPCf`), so its message ends with this. containerd 1.x
+/// appended it again on receipt whatever the message; 2.x (errdefs 1.0) keeps the class by code
+/// but shows the message as sent, so without it `ctr` on 2.x would print "process already
+/// finished" where runc's shim shows "process already finished: not found".
+fn class_text(code: Code) -> Option<&'static str> {
+    match code {
+        Code::NOT_FOUND => Some("not found"),
+        Code::ALREADY_EXISTS => Some("already exists"),
+        Code::INVALID_ARGUMENT => Some("invalid argument"),
+        Code::FAILED_PRECONDITION => Some("failed precondition"),
+        Code::UNIMPLEMENTED => Some("not implemented"),
+        // UNKNOWN (a failed setup) and INTERNAL carry the message alone, as runc's shim does.
+        _ => None,
+    }
+}
+
+/// The status message: the message, then `: <class>` unless it already ends with it.
+fn status_message(code: Code, message: String) -> String {
+    match class_text(code) {
+        Some(class) if message != class && !message.ends_with(&format!(": {class}")) => {
+            format!("{message}: {class}")
+        }
+        _ => message,
+    }
+}
+
 impl From<TaskError> for ttrpc::Error {
     fn from(e: TaskError) -> Self {
-        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code, e.message))
+        let message = status_message(e.code, e.message);
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_end_with_the_class_as_go_shims_do() {
+        let message = |e: TaskError| match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(status) => status.message().to_owned(),
+            other => panic!("not a status: {other:?}"),
+        };
+        assert_eq!(
+            message(TaskError::not_found("process already finished")),
+            "process already finished: not found"
+        );
+        assert_eq!(
+            message(TaskError::precondition(
+                "exec x is still running: failed precondition"
+            )),
+            "exec x is still running: failed precondition"
+        );
+        assert_eq!(message(TaskError::not_found("not found")), "not found");
+        assert_eq!(
+            message(TaskError::new(Code::UNKNOWN, "exec: no such file")),
+            "exec: no such file"
+        );
     }
 }

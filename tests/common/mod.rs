@@ -106,9 +106,23 @@ pub fn require_root_and_tools() -> bool {
     if !nix::unistd::geteuid().is_root() {
         missing.push("root (run the tests as root, e.g. `sudo make test`)".to_string());
     }
-    for tool in ["containerd", "ctr"] {
-        if !in_path(tool) {
-            missing.push(format!("`{tool}` in PATH (apt-get install containerd)"));
+    match containerd_bin_dir() {
+        Some(dir) => {
+            for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
+                if !dir.join(tool).is_file() {
+                    missing.push(format!(
+                        "`{tool}` in SIBLING_CONTAINERD_BIN_DIR={} (scripts/fetch-containerd.sh)",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        None => {
+            for tool in ["containerd", "ctr"] {
+                if !in_path(tool) {
+                    missing.push(format!("`{tool}` in PATH (apt-get install containerd)"));
+                }
+            }
         }
     }
     if configured_path("SIBLING_IMAGE_TAR", "build/busybox-image.tar").is_none()
@@ -125,6 +139,43 @@ pub fn require_root_and_tools() -> bool {
     }
     eprintln!("SKIPPED: {message}");
     false
+}
+
+/// The directory of the containerd under test: `$SIBLING_CONTAINERD_BIN_DIR` (a containerd, the
+/// `ctr` of the same version and its reference `containerd-shim-runc-v2`, e.g. one that
+/// scripts/fetch-containerd.sh extracted), else None: the ones in PATH (Debian's 1.6).
+pub fn containerd_bin_dir() -> Option<PathBuf> {
+    std::env::var_os("SIBLING_CONTAINERD_BIN_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `containerd` or `ctr` of the containerd under test: from [`containerd_bin_dir`], else PATH.
+/// A `ctr` must match its containerd: a newer ctr may use services an older containerd lacks.
+pub fn containerd_tool(tool: &str) -> PathBuf {
+    containerd_bin_dir().map_or_else(|| PathBuf::from(tool), |dir| dir.join(tool))
+}
+
+/// (major, minor) of the containerd under test, from `containerd --version`
+/// (`containerd github.com/containerd/containerd 1.6.20~ds1 ...`, or `.../v2 2.1.9+unknown`).
+pub fn containerd_version() -> (u32, u32) {
+    static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let program = containerd_tool("containerd");
+        let out = Command::new(&program)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", program.display()));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        parse_containerd_version(&text)
+            .unwrap_or_else(|| panic!("no version in `{} --version`: {text}", program.display()))
+    })
+}
+
+fn parse_containerd_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.split_whitespace().nth(2)?;
+    let mut numbers = version.split(|c: char| !c.is_ascii_digit());
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
 /// `$VAR` if set, else `<repo>/<default>` if it exists.
@@ -415,17 +466,33 @@ impl Drop for BackgroundRun {
 // ---------------------------------------------------------------------------------------------
 // Private containerd
 
-/// containerd's config: everything under `dir`, CRI off (it needs a network and system-wide
-/// setup), snapshotters that cannot work here off so the log stays readable. Same as
+/// containerd's config for `major` (1 or 2): everything under `dir`, CRI off (it needs a network
+/// and system-wide setup), NRI off (its socket, /var/run/nri/nri.sock, is machine-wide; 2.x
+/// enables it by default), snapshotters that cannot work here off so the log stays readable.
+/// containerd 2.x reads config version 3, where CRI is three plugins. Same as
 /// scripts/containerd-private.sh.
-fn containerd_config(dir: &Path) -> String {
+fn containerd_config(dir: &Path, major: u32) -> String {
     let d = dir.display();
+    // What differs by version: 2.x's CRI is three plugins, and it has two more snapshotters.
+    let (version, off) = if major >= 2 {
+        (
+            3,
+            r#""io.containerd.cri.v1.images",
+  "io.containerd.cri.v1.runtime",
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.snapshotter.v1.erofs","#,
+        )
+    } else {
+        (2, r#""io.containerd.grpc.v1.cri","#)
+    };
     format!(
-        r#"version = 2
+        r#"version = {version}
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+  {off}
+  "io.containerd.nri.v1.nri",
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -530,20 +597,24 @@ impl PrivateContainerd {
 
     fn spawn_containerd(&mut self) {
         let config = self.dir.join("config.toml");
-        fs::write(&config, containerd_config(&self.dir)).expect("write config.toml");
+        let (major, _) = containerd_version();
+        fs::write(&config, containerd_config(&self.dir, major)).expect("write config.toml");
         let log = fs::File::create(self.log_path()).expect("create containerd.log");
         let log_err = log.try_clone().expect("dup containerd.log");
         // containerd resolves `io.containerd.sibling.v2` to `containerd-shim-sibling-v2` in PATH:
-        // put the binary cargo built for this test first.
+        // put the binary cargo built for this test first, then the containerd under test's own
+        // directory, so `io.containerd.runc.v2` is the reference shim of the same version.
         let shim_dir = Path::new(SHIM_BINARY)
             .parent()
             .expect("shim binary has a directory");
         let path = std::env::var_os("PATH").unwrap_or_default();
         let path = std::env::join_paths(
-            std::iter::once(shim_dir.to_path_buf()).chain(std::env::split_paths(&path)),
+            std::iter::once(shim_dir.to_path_buf())
+                .chain(containerd_bin_dir())
+                .chain(std::env::split_paths(&path)),
         )
         .expect("PATH");
-        let child = Command::new("containerd")
+        let child = Command::new(containerd_tool("containerd"))
             .arg("--config")
             .arg(&config)
             .env("PATH", path)
@@ -605,13 +676,13 @@ impl PrivateContainerd {
     }
 
     fn ctr_global(&self, args: &[&str], timeout: Duration) -> Output {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(containerd_tool("ctr"));
         cmd.arg("-a").arg(self.address()).args(args);
         output_with_timeout(&mut cmd, timeout)
     }
 
     fn ctr_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(containerd_tool("ctr"));
         cmd.arg("-a")
             .arg(self.address())
             .arg("-n")
@@ -1410,6 +1481,15 @@ mod tests {
             "44 27 0:39 / /tmp/x-10/state rw - overlay",
             dir
         ));
+    }
+
+    #[test]
+    fn containerd_versions_parse() {
+        let debian = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n";
+        assert_eq!(parse_containerd_version(debian), Some((1, 6)));
+        let v2 = "containerd github.com/containerd/containerd/v2 2.1.9+unknown \n";
+        assert_eq!(parse_containerd_version(v2), Some((2, 1)));
+        assert_eq!(parse_containerd_version("containerd"), None);
     }
 
     #[test]

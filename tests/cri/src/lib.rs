@@ -13,15 +13,32 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The directory of the containerd under test (`containerd`, the `ctr` of the same version and
+/// `containerd-shim-runc-v2`): `$SIBLING_CONTAINERD_BIN_DIR`, else None (the ones in PATH).
+/// scripts/containerd-private.sh reads the same variable.
+pub fn containerd_bin_dir() -> Option<PathBuf> {
+    std::env::var_os("SIBLING_CONTAINERD_BIN_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `containerd` or `ctr` of the containerd under test.
+pub fn containerd_tool(tool: &str) -> PathBuf {
+    containerd_bin_dir().map_or_else(|| PathBuf::from(tool), |dir| dir.join(tool))
+}
+
 /// Whether this machine can run the test: root, containerd and ctr. In CI it must.
 pub fn can_run() -> bool {
     let root = nix_root();
-    let tools = ["containerd", "ctr"].iter().all(|tool| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let tools = ["containerd", "ctr"]
+        .iter()
+        .all(|tool| match containerd_bin_dir() {
+            Some(dir) => dir.join(tool).is_file(),
+            None => Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+        });
     if root && tools {
         return true;
     }
@@ -80,7 +97,7 @@ impl CriContainerd {
 
     /// `ctr -n k8s.io ...`, which must succeed; returns stdout.
     pub fn ctr(&self, args: &[&str]) -> String {
-        let out = Command::new("ctr")
+        let out = Command::new(containerd_tool("ctr"))
             .arg("-a")
             .arg(self.socket())
             .args(["-n", "k8s.io"])
