@@ -1,8 +1,11 @@
 //! The shim daemon's life: fork the spawner while single-threaded, then serve ttrpc, reap
 //! children and handle signals until Shutdown or SIGTERM.
 //!
-//! Thread map: main (signals and the reaper), the ttrpc server's threads, the event publisher,
-//! one stdin copier per container with stdin. The spawner is forked before any of them exists.
+//! Thread map: main (signals, the reaper, the idle and stop timers through SIGALRM), the ttrpc
+//! server's threads (its listener, and per connection a reader, a writer and handler workers),
+//! the event publisher, the OOM watcher, and per process with stdio to copy: a stdin copier, an
+//! output copier for a pipe or a pty master. The spawner is forked before any of them exists
+//! (checked: `spawn::spawner::fork_spawner` refuses a process with more than one thread).
 
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
