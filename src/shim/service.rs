@@ -21,6 +21,7 @@ use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
+use super::time::go_zero_time;
 use super::{Daemon, logger};
 use crate::io::StdioPaths;
 
@@ -90,11 +91,20 @@ impl TaskService {
                 req.id
             )));
         }
+        // Created, never started, and killed by this Delete: runc's shim reports status 0 and
+        // no exit time for it (the init never ran user code), and so do we.
+        let killed_unstarted = task.init.exit().is_none();
         let result = task.destroy(true);
         self.daemon.remove(&req.id);
         let next = self.daemon.all_tasks().into_iter().next();
         logger::leave(&task.bundle, next.as_ref().map(|t| t.bundle.as_path()));
-        let exit = task.init.wait();
+        let mut exit = task.init.wait();
+        if killed_unstarted {
+            exit = Exit {
+                code: 0,
+                at: go_zero_time(),
+            };
+        }
         self.daemon.events.publish(
             TASK_DELETE_EVENT_TOPIC,
             Box::new(TaskDelete {
@@ -130,13 +140,10 @@ impl TaskService {
             ));
         }
         let exec = task.exec(&req.exec_id)?;
-        Ok(state_response(
-            req,
-            &task,
-            exec.process(),
-            &exec.stdio,
-            exec.exit(),
-        ))
+        // An exec that never ran stays CREATED with no exit, as in runc's shim.
+        let process = exec.process();
+        let exit = process.as_ref().and_then(|p| p.exit());
+        Ok(state_response(req, &task, process, &exec.stdio, exit))
     }
 
     fn do_kill(&self, req: &KillRequest) -> Result<(), TaskError> {

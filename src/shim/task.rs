@@ -172,7 +172,8 @@ impl Task {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// ResizePty on the init.
+    /// ResizePty on the init: nothing to do without a terminal, as runc's shim (which also
+    /// accepts it after the init exited).
     pub fn resize_pty(&self, width: u32, height: u32) -> Result<(), TaskError> {
         match self.held().as_ref() {
             Some(held) => held
@@ -259,10 +260,9 @@ pub(super) fn spawn_process(
     for warning in ready.warnings {
         log::warn!("{container_id}/{id}: {warning}");
     }
-    if let Some(master) = ready.console {
-        io.attach_console(master)
-            .map_err(|e| TaskError::internal(e.to_string()))?;
-    }
+    // The terminal's copy, and the stdin copy that ends with the process (its pidfd).
+    io.attach(&pidfd, ready.console)
+        .map_err(|e| TaskError::internal(e.to_string()))?;
     // Before the process is registered: its TaskExit can only follow this event.
     if let Some((topic, event)) = announce {
         daemon
