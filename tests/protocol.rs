@@ -359,9 +359,16 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
     // The failures left no process behind: spawner and the good init only.
     let children = children_of(shim_pid);
     assert_eq!(children.len(), 2, "daemon children: {children:?}");
-    // Delete of a created, never started container kills it.
+    // Delete of a created, never started container kills it, and reports status 0 as
+    // runc's shim does (the init never ran user code).
     let deleted = delete(&shim, good).expect("delete created");
-    assert_eq!(deleted.exit_status, 137);
+    assert_eq!(deleted.exit_status, 0);
+    let children = children_of(shim_pid);
+    assert_eq!(
+        children.len(),
+        1,
+        "daemon children after Delete: {children:?}"
+    );
     assert_released(&fake, good);
     shim.shutdown_and_wait();
 }
@@ -1560,13 +1567,26 @@ fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
     assert!(!slot_dir(&shim.address).exists(), "slot left");
 }
 
-/// Threads and open descriptors of a process, from /proc.
-fn thread_and_fd_counts(pid: u32) -> (usize, usize) {
-    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
-    (
-        count(format!("/proc/{pid}/task")),
-        count(format!("/proc/{pid}/fd")),
-    )
+/// Threads and the open descriptors an exec's stdio can leave in a daemon: pipes, ptys and
+/// FIFOs under `dir`. ttrpc's own worker threads (`client_handler`, more or fewer with the
+/// load) are left out.
+fn thread_and_fd_counts(pid: u32, dir: &Path) -> (usize, usize) {
+    let threads = thread_names(pid)
+        .iter()
+        .filter(|n| *n != "client_handler")
+        .count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|target| {
+                    let t = target.to_string_lossy();
+                    t.starts_with("pipe:") || t.starts_with("/dev/pt") || target.starts_with(dir)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    (threads, fds)
 }
 
 /// A terminal exec whose stdin FIFO nobody ever opens for writing (ctr and the Go client
@@ -1625,16 +1645,16 @@ fn terminal_execs_with_an_unwritten_stdin_leave_no_thread_or_fd_behind() {
     };
     // One first, so whatever the daemon starts once for execs is counted in the baseline.
     run(0);
-    let before = thread_and_fd_counts(daemon);
+    let before = thread_and_fd_counts(daemon, &fake.dir);
     for i in 1..=50 {
         run(i);
     }
     // The copiers end with their processes; what is left of an exec goes with its Delete.
-    let settled = eventually(|| thread_and_fd_counts(daemon) == before);
+    let settled = eventually(|| thread_and_fd_counts(daemon, &fake.dir) == before);
     assert!(
         settled,
         "threads and fds of the daemon before 50 terminal execs {before:?}, after {:?}: {:?}",
-        thread_and_fd_counts(daemon),
+        thread_and_fd_counts(daemon, &fake.dir),
         thread_names(daemon)
     );
     kill_delete_and_shut_down(&fake, &shim, id);
