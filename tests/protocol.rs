@@ -376,9 +376,16 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
     // The failures left no process behind: spawner and the good init only.
     let children = children_of(shim_pid);
     assert_eq!(children.len(), 2, "daemon children: {children:?}");
-    // Delete of a created, never started container kills it.
+    // Delete of a created, never started container kills it, and reports status 0 as
+    // runc's shim does (the init never ran user code).
     let deleted = delete(&shim, good).expect("delete created");
-    assert_eq!(deleted.exit_status, 137);
+    assert_eq!(deleted.exit_status, 0);
+    let children = children_of(shim_pid);
+    assert_eq!(
+        children.len(),
+        1,
+        "daemon children after Delete: {children:?}"
+    );
     assert_released(&fake, good);
     shim.shutdown_and_wait();
 }
@@ -1559,9 +1566,9 @@ fn thread_names(pid: u32) -> Vec<String> {
 }
 
 /// containerd's client may never open a container's stdin FIFO for writing (ctr with nothing
-/// to send) and removes the FIFO when the task is gone. The daemon's stdin copier, waiting in
-/// its open of that FIFO, must still end at Delete: a daemon serving container after container
-/// must not gather a thread for each.
+/// to send) and removes the FIFO when the task is gone. The daemon's stdin copier, waiting for
+/// a writer of that FIFO, must still end with its process: a daemon serving container after
+/// container must not gather a thread for each.
 #[test]
 #[ignore = "needs root"]
 fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
@@ -1588,15 +1595,16 @@ fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
             .filter(|n| *n == "stdin")
             .count()
     };
-    assert_eq!(copiers(), 1, "the copier waits for a writer");
+    // The copier ends with the process it feeds, without waiting for Delete.
+    assert!(
+        eventually(|| copiers() == 0),
+        "stdin copier still there after the init exited: {:?}",
+        thread_names(daemon)
+    );
     // What containerd's client does once the task has exited: its FIFOs go.
     std::fs::remove_file(&fifo).expect("unlink the FIFO");
     delete(&shim, id).expect("delete");
-    assert!(
-        eventually(|| copiers() == 0),
-        "stdin copier still there after Delete: {:?}",
-        thread_names(daemon)
-    );
+    assert_eq!(copiers(), 0, "a stdin copier after Delete");
     assert!(
         thread_names(daemon).iter().any(|n| n == "reaper"),
         "the daemon itself is gone"
@@ -1949,4 +1957,140 @@ fn info_prints_runtime_info_with_the_features_document() {
     let output = run(b"\xff\xff\xff");
     assert!(!output.status.success(), "{output:?}");
     assert!(!output.stderr.is_empty());
+}
+
+/// Threads and the open descriptors an exec's stdio can leave in a daemon: pipes, ptys and
+/// FIFOs under `dir`. ttrpc's own worker threads (`client_handler`, more or fewer with the
+/// load) are left out.
+fn thread_and_fd_counts(pid: u32, dir: &Path) -> (usize, usize) {
+    let threads = thread_names(pid)
+        .iter()
+        .filter(|n| *n != "client_handler")
+        .count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|target| {
+                    let t = target.to_string_lossy();
+                    t.starts_with("pipe:") || t.starts_with("/dev/pt") || target.starts_with(dir)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    (threads, fds)
+}
+
+/// A terminal exec whose stdin FIFO nobody ever opens for writing (ctr and the Go client
+/// leave it so when there is nothing to send). Its stdin copier must not outlive it: before,
+/// each such exec left a thread blocked in open(2) of the FIFO, holding the pty master. The
+/// terminal is asked for in the request only, as containerd's Go client (`cio.WithTerminal`)
+/// forwards it, with `terminal: false` in the process spec.
+#[test]
+#[ignore = "needs root"]
+fn terminal_execs_with_an_unwritten_stdin_leave_no_thread_or_fd_behind() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ttyleak");
+    let id = "ttyleak";
+    let (shim, _) = start_sleeping_container(&fake, id);
+    let daemon = shim.shim_pid();
+    let run = |i: usize| {
+        let exec_id = format!("tty-{i}");
+        let stdin = fake.dir.join(format!("{exec_id}.in"));
+        nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (stdout, reader) = fake.output_fifo(&format!("{exec_id}.out"));
+        let (output_tx, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || output_tx.send(reader.join().unwrap()));
+        let mut req =
+            fake.exec_request(id, &exec_id, &["/bin/sh", "-c", "tty; echo done"], &stdout);
+        req.stdin = stdin.display().to_string();
+        req.terminal = true;
+        shim.task.exec(ctx(), &req).expect("exec");
+        start_exec(&shim, id, &exec_id).expect("start exec");
+        assert_eq!(wait_exec(&shim, id, &exec_id).exit_status, 0);
+        // The request's terminal decided: the exec's stdio is a pty ("\n" becomes "\r\n"),
+        // and its output reached the FIFO before Delete (before, it was never copied).
+        let output = output
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("exec {i}: no end of its output before Delete"));
+        assert!(
+            output.starts_with("/dev/pts/") && output.ends_with("\r\ndone\r\n"),
+            "exec {i} output: {output:?}"
+        );
+        let deleted = shim
+            .task
+            .delete(
+                ctx(),
+                &DeleteRequest {
+                    id: id.into(),
+                    exec_id: exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .expect("delete exec");
+        assert_eq!(deleted.exit_status, 0);
+        // What containerd's client does once the exec is gone: its FIFOs go.
+        let _ = std::fs::remove_file(&stdin);
+        let _ = std::fs::remove_file(&stdout);
+    };
+    // One first, so whatever the daemon starts once for execs is counted in the baseline.
+    run(0);
+    let before = thread_and_fd_counts(daemon, &fake.dir);
+    for i in 1..=50 {
+        run(i);
+    }
+    // The copiers end with their processes; what is left of an exec goes with its Delete.
+    let settled = eventually(|| thread_and_fd_counts(daemon, &fake.dir) == before);
+    assert!(
+        settled,
+        "threads and fds of the daemon before 50 terminal execs {before:?}, after {:?}: {:?}",
+        thread_and_fd_counts(daemon, &fake.dir),
+        thread_names(daemon)
+    );
+    kill_delete_and_shut_down(&fake, &shim, id);
+}
+
+/// ResizePty on a process without a terminal does nothing and answers OK, as runc's shim
+/// does (clients resize whatever they attach to); so does one on an exec not started yet.
+#[test]
+#[ignore = "needs root"]
+fn resize_pty_without_a_terminal_is_accepted() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("resize");
+    let id = "resize";
+    let (shim, _) = start_sleeping_container(&fake, id);
+    let resize = |exec_id: &str| {
+        let req = ResizePtyRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            width: 100,
+            height: 40,
+            ..Default::default()
+        };
+        shim.task.resize_pty(ctx(), &req)
+    };
+    resize("").expect("resize the init without a terminal");
+    let req = fake.exec_request(id, "plain", &["/bin/sleep", "100"], "");
+    shim.task.exec(ctx(), &req).expect("exec");
+    resize("plain").expect("resize an exec not started yet");
+    start_exec(&shim, id, "plain").expect("start exec");
+    resize("plain").expect("resize a running exec without a terminal");
+    let kill = KillRequest {
+        id: id.into(),
+        exec_id: "plain".into(),
+        signal: 9,
+        ..Default::default()
+    };
+    shim.task.kill(ctx(), &kill).expect("kill exec");
+    assert_eq!(wait_exec(&shim, id, "plain").exit_status, 137);
+    // An exited exec is refused, as by runc's shim.
+    resize("plain").expect_err("resize an exited exec");
+    let unknown = resize("nope").expect_err("resize an unknown exec");
+    assert_eq!(rpc_code(&unknown), Code::NOT_FOUND);
+    kill_delete_and_shut_down(&fake, &shim, id);
 }

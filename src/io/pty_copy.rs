@@ -1,15 +1,14 @@
-//! The daemon's side of a process's terminal: copying between the pty master (created in the
-//! container, handed over with "ready") and containerd's FIFOs, and resizing it.
+//! The daemon's side of a process's terminal: copying the pty master (created in the
+//! container, handed over with "ready") to containerd's stdout FIFO, and resizing it.
 //!
-//! Two small blocking threads per terminal: master → stdout FIFO (see `copy`), and stdin FIFO
-//! → master. A blocking read costs no CPU while the terminal is idle. The output copy ends when
-//! every slave is closed (the master then reads EIO), closing the stdout FIFO so containerd
-//! sees end-of-file.
+//! One small blocking thread per terminal copies master → stdout FIFO (see `copy`); a blocking
+//! read costs no CPU while the terminal is idle. It ends when every slave is closed (the
+//! master then reads EIO), closing the stdout FIFO so containerd sees end-of-file. The stdin
+//! FIFO → master copy is the same copier a pipe's stdin has (`stdio`), which ends with the
+//! process.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::libc;
@@ -22,22 +21,16 @@ pub struct Console {
 }
 
 impl Console {
-    /// Starts copying: the master's output into `out`, `stdin_fifo` into the master.
-    pub fn start(
-        master: OwnedFd,
-        out: &Arc<OutputSink>,
-        stdin_fifo: Option<PathBuf>,
-    ) -> std::io::Result<Console> {
+    /// Starts copying the master's output into `out`.
+    pub fn start(master: OwnedFd, out: &Arc<OutputSink>) -> std::io::Result<Console> {
         let master = File::from(master);
         start_copy("console-out", master.try_clone()?, out)?;
-        if let Some(fifo) = stdin_fifo {
-            let writer = master.try_clone()?;
-            std::thread::Builder::new()
-                .name("console-in".into())
-                .stack_size(64 * 1024)
-                .spawn(move || copy_input(&fifo, writer))?;
-        }
         Ok(Console { master })
+    }
+
+    /// The master again, for the stdin copy to write into.
+    pub fn input(&self) -> std::io::Result<File> {
+        self.master.try_clone()
     }
 
     /// ResizePty.
@@ -54,23 +47,5 @@ impl Console {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
-    }
-}
-
-fn copy_input(fifo: &PathBuf, mut master: File) {
-    // Blocks until containerd's writer is there, as for a pipe's stdin.
-    let Ok(mut input) = File::open(fifo) else {
-        return;
-    };
-    let mut buffer = [0u8; 8192];
-    loop {
-        match input.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if master.write_all(&buffer[..n]).is_err() {
-                    return;
-                }
-            }
-        }
     }
 }

@@ -5,13 +5,16 @@
 //! output FIFO that it never reads: while containerd is away (restarting), the container's
 //! writes then block once the FIFO is full instead of failing with EPIPE, and nothing is lost.
 //!
-//! stdin: a pipe, fed by a small thread that copies from the FIFO. The thread's blocking open
-//! waits for containerd's writer, so the container can never read a premature end-of-file, and
-//! CloseIO can close the pipe while containerd keeps the FIFO open.
+//! stdin: a pipe (or, for a terminal, the pty master), fed by a small thread that copies from
+//! the FIFO. The FIFO is opened `O_RDONLY | O_NONBLOCK`, so no open ever blocks (the Go shim
+//! opens it the same way); poll(2) on it reports nothing until containerd's writer came, so the
+//! container can never read a premature end-of-file. The thread also polls the process's pidfd:
+//! it ends when the process exits, so no copier outlives its process. CloseIO can close the
+//! pipe while containerd keeps the FIFO open.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::binary_log::{LogOwner, parse_binary_uri, start_logger};
 use super::copy::{OutputSink, pipe_into};
@@ -69,10 +73,9 @@ pub struct ProcessIo {
     terminal: Option<TerminalIo>,
 }
 
-/// A terminal process's output and stdin until the pty master arrives, then its copier.
+/// A terminal process's output until the pty master arrives, then its copier.
 struct TerminalIo {
     out: Arc<OutputSink>,
-    stdin: Mutex<Option<PathBuf>>,
     console: OnceLock<Console>,
 }
 
@@ -87,15 +90,16 @@ pub enum OutputMode {
     Copied,
 }
 
+/// The stdin copy of one process: the FIFO and the process's end until the copier takes them.
 struct StdinPipe {
-    /// The FIFO, held by an `O_PATH` fd (neither reader nor writer) and opened through
-    /// `/proc/self/fd`: containerd may unlink the path while the copier still waits in its
-    /// open, and the release has to reach that same FIFO.
-    fifo: OwnedFd,
-    writer: Mutex<Option<File>>,
+    /// The FIFO (read end, non-blocking) and, once known, the process's stdin (a pipe's write
+    /// end, or the pty master); the copier thread takes both when it starts.
+    ends: Mutex<(Option<File>, Option<File>)>,
     /// CloseIO came: copy what the FIFO holds now, then close the process's stdin.
     closing: AtomicBool,
-    /// Wakes the copier out of its poll for CloseIO (read end, write end).
+    /// The process is gone: stop at once.
+    stopping: AtomicBool,
+    /// Wakes the copier out of its poll for CloseIO or the release (read end, write end).
     wake: (OwnedFd, OwnedFd),
 }
 
@@ -115,16 +119,19 @@ impl ProcessIo {
         if paths.terminal {
             let out = OutputSink::new(File::from(open_output(&paths.stdout, &mut keepers)?));
             sinks.push(Arc::clone(&out));
-            let stdin = (!paths.stdin.is_empty()).then(|| PathBuf::from(&paths.stdin));
+            // The pty master, the copy's destination, comes with the process's "ready".
+            let stdin = match paths.stdin.as_str() {
+                "" => None,
+                path => Some(StdinPipe::new(path, None)?),
+            };
             let terminal = TerminalIo {
                 out,
-                stdin: Mutex::new(stdin),
                 console: OnceLock::new(),
             };
             let io = ProcessIo {
                 keepers,
                 sinks,
-                stdin: None,
+                stdin,
                 terminal: Some(terminal),
             };
             return Ok((io, [open_null()?, open_null()?, open_null()?]));
@@ -151,30 +158,43 @@ impl ProcessIo {
         Ok((io, [container_stdin, stdout, stderr]))
     }
 
-    /// The pty master of a terminal process: starts copying between it and the FIFOs.
-    pub fn attach_console(&self, master: OwnedFd) -> Result<(), IoError> {
-        let Some(terminal) = &self.terminal else {
-            return Ok(()); // Not asked for: dropping the master hangs up nothing we use.
-        };
-        let stdin = terminal.stdin.lock().map(|mut s| s.take()).ok().flatten();
-        let console = Console::start(master, &terminal.out, stdin).map_err(|source| IoError {
+    /// The process is set up (sync 2): starts the copies that need it. `pidfd` is the
+    /// process's, whose exit ends the stdin copy; `console` the pty master of a terminal.
+    pub fn attach(&self, pidfd: &OwnedFd, console: Option<OwnedFd>) -> Result<(), IoError> {
+        let copy_error = |source| IoError {
             what: "start terminal copy",
             path: String::new(),
             source,
-        })?;
-        let _ = terminal.console.set(console);
+        };
+        match (&self.terminal, console) {
+            (Some(terminal), Some(master)) => {
+                let console = Console::start(master, &terminal.out).map_err(copy_error)?;
+                if let Some(stdin) = &self.stdin {
+                    stdin.set_destination(console.input().map_err(copy_error)?);
+                }
+                let _ = terminal.console.set(console);
+            }
+            (Some(_), None) => {
+                return Err(copy_error(std::io::Error::other(
+                    "a terminal was asked for but the process sent no pty master",
+                )));
+            }
+            // Not asked for: dropping the master hangs up nothing we use.
+            (None, _) => {}
+        }
+        if let Some(stdin) = &self.stdin {
+            let exited = pidfd.try_clone().map_err(io_error("duplicate pidfd", ""))?;
+            StdinPipe::start(stdin, exited).map_err(io_error("start stdin copier", ""))?;
+        }
         Ok(())
     }
 
-    /// ResizePty.
+    /// ResizePty. A process without a terminal has nothing to resize: as runc's shim, that is
+    /// no error (containerd's clients resize whatever they attach to).
     pub fn resize(&self, width: u32, height: u32) -> Result<(), IoError> {
         let console = self.terminal.as_ref().and_then(|t| t.console.get());
         let Some(console) = console else {
-            return Err(IoError {
-                what: "resize",
-                path: "(no terminal)".into(),
-                source: std::io::Error::from_raw_os_error(libc::ENOTTY),
-            });
+            return Ok(());
         };
         console.resize(width, height).map_err(|source| IoError {
             what: "resize",
@@ -217,19 +237,47 @@ impl Drop for ProcessIo {
 }
 
 impl StdinPipe {
-    fn new(fifo: &Path, writer: File) -> std::io::Result<StdinPipe> {
-        let wake = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let fifo = OpenOptions::new()
+    /// Opens the FIFO without blocking: a read-only, non-blocking open of a FIFO succeeds at
+    /// once, and poll(2) reports it neither readable nor hung up until a writer has come.
+    fn new(fifo: &str, destination: Option<File>) -> Result<Arc<StdinPipe>, IoError> {
+        let wake = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(|e| io_error("create wake-up pipe for", fifo)(std::io::Error::from(e)))?;
+        let reader = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(fifo)?
-            .into();
-        Ok(StdinPipe {
-            fifo,
-            writer: Mutex::new(Some(writer)),
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(fifo)
+            .map_err(io_error("open", fifo))?;
+        Ok(Arc::new(StdinPipe {
+            ends: Mutex::new((Some(reader), destination)),
             closing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             wake,
-        })
+        }))
+    }
+
+    /// The pty master, for a terminal: it comes with the process's "ready".
+    fn set_destination(&self, destination: File) {
+        if let Ok(mut ends) = self.ends.lock() {
+            ends.1 = Some(destination);
+        }
+    }
+
+    /// Starts the copier thread, which ends when the process behind `exited` (its pidfd)
+    /// exits, at end of file, after CloseIO, or when the process's stdio is released.
+    fn start(pipe: &Arc<StdinPipe>, exited: OwnedFd) -> std::io::Result<()> {
+        let (fifo, destination) = match pipe.ends.lock() {
+            Ok(mut ends) => (ends.0.take(), ends.1.take()),
+            Err(_) => (None, None),
+        };
+        let (Some(fifo), Some(destination)) = (fifo, destination) else {
+            return Ok(());
+        };
+        let copier = Arc::clone(pipe);
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .stack_size(64 * 1024)
+            .spawn(move || copier.copy(fifo, destination, exited))
+            .map(drop)
     }
 
     /// CloseIO: the process reads end-of-file once what containerd already wrote is copied.
@@ -238,89 +286,97 @@ impl StdinPipe {
     fn close_after_drain(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let _ = nix::unistd::write(&self.wake.1, &[1]);
-        self.release_open();
     }
 
-    /// The process is gone: close its stdin now.
+    /// The process's stdio is released: stop now (a copier not started yet never starts).
     fn close(&self) {
-        let writer = self.writer.lock().map(|mut w| w.take());
-        if let Ok(Some(_)) = writer {
-            self.closing.store(true, Ordering::SeqCst);
-            let _ = nix::unistd::write(&self.wake.1, &[1]);
-            self.release_open();
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(&self.wake.1, &[1]);
+        if let Ok(mut ends) = self.ends.lock() {
+            *ends = (None, None);
         }
     }
 
-    /// The copier may still sit in its blocking open() of the FIFO, waiting for a writer that
-    /// will never come (containerd gone): a writer of our own releases it. ENXIO just means the
-    /// copier is not waiting there.
-    fn release_open(&self) {
-        let _ = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(self.fifo_path());
-    }
-
-    /// The FIFO by its fd: reachable even after containerd unlinked its path.
-    fn fifo_path(&self) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", self.fifo.as_raw_fd()))
-    }
-
-    fn copy_from_fifo(&self) {
-        if let Ok(fifo) = File::open(self.fifo_path()) {
-            self.copy(fifo);
-        }
-        let _ = self.writer.lock().map(|mut w| w.take());
-    }
-
-    /// Copies until end of file; after CloseIO, only what the FIFO holds at that moment.
-    fn copy(&self, mut fifo: File) {
-        use std::os::fd::AsFd;
+    /// Copies until end of file or the process's exit; after CloseIO, only what the FIFO
+    /// holds at that moment. Returning drops the FIFO and the process's end (its EOF).
+    fn copy(&self, mut fifo: File, mut destination: File, exited: OwnedFd) {
         let mut buffer = [0u8; 8192];
         loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             if self.closing.load(Ordering::SeqCst) {
                 // Drain without blocking: containerd may keep its writer open.
-                if fcntl(&fifo, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
-                    return;
-                }
                 while let Ok(n) = fifo.read(&mut buffer) {
-                    if n == 0 || !self.forward(&buffer[..n]) {
+                    if n == 0 || !self.forward(&mut destination, &buffer[..n], &exited) {
                         return;
                     }
                 }
                 return; // EAGAIN: drained
             }
             let mut fds = [
-                nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-                nix::poll::PollFd::new(self.wake.0.as_fd(), nix::poll::PollFlags::POLLIN),
+                PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(exited.as_fd(), PollFlags::POLLIN),
             ];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
             }
-            let fifo_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-            if !fifo_ready {
-                continue; // woken for CloseIO: the loop drains
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[2]) {
+                return; // the process is gone: nobody reads its stdin any more
+            }
+            if !ready(&fds[0]) {
+                continue; // woken for CloseIO or the release: the loop decides
             }
             match fifo.read(&mut buffer) {
-                Ok(0) => return,
-                Ok(n) if self.forward(&buffer[..n]) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(0) => return, // every writer came and went: end of file
+                Ok(n) if self.forward(&mut destination, &buffer[..n], &exited) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) => {}
                 _ => return,
             }
         }
     }
 
-    /// Writes to the process's stdin; false once it is closed or broken.
-    fn forward(&self, data: &[u8]) -> bool {
-        let Ok(mut writer) = self.writer.lock() else {
-            return false;
-        };
-        matches!(
-            writer.as_mut().map(|pipe| pipe.write_all(data)),
-            Some(Ok(()))
-        )
+    /// Writes to the process's stdin; false once it is closed or broken, or the process or
+    /// its stdio is gone. Waits for room in poll(2), so an exit ends even a full pipe's wait.
+    fn forward(&self, destination: &mut File, mut data: &[u8], exited: &OwnedFd) -> bool {
+        while !data.is_empty() {
+            let mut fds = [
+                PollFd::new(destination.as_fd(), PollFlags::POLLOUT),
+                PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(exited.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[2]) || self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            if !ready(&fds[0]) {
+                // Woken for CloseIO: the data still goes; wait again without a busy loop.
+                let _ = nix::unistd::read(&self.wake.0, &mut [0u8; 16]);
+                continue;
+            }
+            match destination.write(data) {
+                Ok(0) => return false,
+                Ok(n) => data = &data[n..],
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 }
 
@@ -457,15 +513,14 @@ fn open_input(path: &str) -> Result<(Option<Arc<StdinPipe>>, OwnedFd), IoError> 
         path: path.to_owned(),
         source: e.into(),
     })?;
-    let stdin = Arc::new(
-        StdinPipe::new(Path::new(path), File::from(writer))
-            .map_err(io_error("start stdin copier for", path))?,
-    );
-    let copier = Arc::clone(&stdin);
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .stack_size(64 * 1024)
-        .spawn(move || copier.copy_from_fifo())
-        .map_err(io_error("start stdin copier for", path))?;
+    // Our end only (the process's is another open file description): the copier waits for
+    // room in poll(2), never in a write that an exit could not end.
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| IoError {
+        what: "set non-blocking",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    // The copier starts once the process exists (`attach`): its exit ends the copy.
+    let stdin = StdinPipe::new(path, Some(File::from(writer)))?;
     Ok((Some(stdin), reader))
 }

@@ -19,7 +19,7 @@ use super::error::TaskError;
 use super::process::{Exit, Kind, Process};
 use super::spawn_process::spawn_process;
 use super::task::Task;
-use super::time::timestamp_now;
+use super::time::go_zero_time;
 use crate::container::ExecConfig;
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
@@ -43,8 +43,15 @@ pub struct ExecProcess {
     io: Mutex<Option<ProcessIo>>,
 }
 
-/// The exit reported for an exec that never ran (runc's shim reports 255 as well).
-const NEVER_RAN: u32 = 255;
+/// What runc's shim reports for an exec that never ran (its Start failed, or it was deleted
+/// before Start): status 0 and Go's zero time, and clients check it. State still reports it
+/// CREATED with no pid, as runc's does.
+fn never_ran() -> Exit {
+    Exit {
+        code: 0,
+        at: go_zero_time(),
+    }
+}
 
 impl ExecProcess {
     fn stage(&self) -> MutexGuard<'_, Stage> {
@@ -59,7 +66,7 @@ impl ExecProcess {
         }
     }
 
-    /// Blocks until the exec has exited (or will never run).
+    /// Blocks until the exec has exited (or will never run: see [`never_ran`]).
     pub fn wait(&self) -> Exit {
         let mut stage = self.stage();
         loop {
@@ -91,15 +98,20 @@ impl ExecProcess {
         self.changed.notify_all();
     }
 
+    /// ResizePty, as runc's shim answers it: nothing to do (and no error) for an exec without
+    /// a terminal or not started yet; an error once it exited.
     pub fn resize_pty(&self, width: u32, height: u32) -> Result<(), TaskError> {
+        if self.exit().is_some() {
+            return Err(TaskError::precondition(format!(
+                "cannot resize exec {}: it has exited",
+                self.exec_id
+            )));
+        }
         match self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(io) => io
                 .resize(width, height)
                 .map_err(|e| TaskError::precondition(e.to_string())),
-            None => Err(TaskError::precondition(format!(
-                "exec {} is not running",
-                self.exec_id
-            ))),
+            None => Ok(()),
         }
     }
 
@@ -128,10 +140,7 @@ impl ExecProcess {
                 Ok(pid)
             }
             Err(e) => {
-                self.set_stage(Stage::NeverRan(Exit {
-                    code: NEVER_RAN,
-                    at: timestamp_now(),
-                }));
+                self.set_stage(Stage::NeverRan(never_ran()));
                 Err(e)
             }
         }
@@ -190,7 +199,8 @@ impl ExecProcess {
         )
     }
 
-    /// Delete: an unstarted exec is dropped (its waiters get 255); a running one is refused.
+    /// Delete: an unstarted exec is dropped (its waiters get what Delete reports, see
+    /// [`never_ran`]); a running one is refused.
     pub fn release(&self) -> Result<Exit, TaskError> {
         let mut stage = self.stage();
         let exit = match &*stage {
@@ -205,10 +215,7 @@ impl ExecProcess {
                 )));
             }
             Stage::Added => {
-                let exit = Exit {
-                    code: NEVER_RAN,
-                    at: timestamp_now(),
-                };
+                let exit = never_ran();
                 *stage = Stage::NeverRan(exit.clone());
                 self.changed.notify_all();
                 exit
@@ -228,7 +235,11 @@ impl Task {
         if req.exec_id.is_empty() {
             return Err(TaskError::invalid("exec id is empty"));
         }
-        let process = parse_process_spec(req)?;
+        let mut process = parse_process_spec(req)?;
+        // The request's `terminal` decides, as in runc's shim (`spec.Terminal = r.Terminal`):
+        // containerd's Go client asks for it there (`cio.WithTerminal`), not in the spec. The
+        // spec and the stdio must agree, or the exec would wait for a pty that is never made.
+        process.set_terminal(Some(req.terminal));
         refuse_unapplied_process_confinement(&process)?;
         if self.init.exit().is_some() {
             return Err(TaskError::precondition(format!(

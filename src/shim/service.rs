@@ -21,6 +21,7 @@ use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
+use super::time::go_zero_time;
 use super::{Daemon, logger};
 use crate::cgroups::DeviceRules;
 use crate::io::StdioPaths;
@@ -89,12 +90,21 @@ impl TaskService {
                 req.id
             )));
         }
+        // Created, never started, and killed by this Delete: runc's shim reports status 0 and
+        // no exit time for it (the init never ran user code), and so do we.
+        let killed_unstarted = task.init.exit().is_none();
         let result = task.destroy(true);
         if let Err(e) = &result {
             log::error!("delete {}: {e}", req.id);
         }
         self.daemon.remove(&req.id);
-        let exit = task.init.wait();
+        let mut exit = task.init.wait();
+        if killed_unstarted {
+            exit = Exit {
+                code: 0,
+                at: go_zero_time(),
+            };
+        }
         self.daemon.events.publish(
             TASK_DELETE_EVENT_TOPIC,
             Box::new(TaskDelete {
@@ -127,13 +137,10 @@ impl TaskService {
             ));
         }
         let exec = task.exec(&req.exec_id)?;
-        Ok(state_response(
-            req,
-            &task,
-            exec.process(),
-            &exec.stdio,
-            exec.exit(),
-        ))
+        // An exec that never ran stays CREATED with no exit, as in runc's shim.
+        let process = exec.process();
+        let exit = process.as_ref().and_then(|p| p.exit());
+        Ok(state_response(req, &task, process, &exec.stdio, exit))
     }
 
     fn do_kill(&self, req: &KillRequest) -> Result<(), TaskError> {

@@ -49,10 +49,9 @@ pub(super) fn spawn_process(
     for warning in ready.warnings {
         log::warn!("{container_id}/{id}: {warning}");
     }
-    if let Some(master) = ready.console {
-        io.attach_console(master)
-            .map_err(|e| TaskError::internal(e.to_string()))?;
-    }
+    // The terminal's copy, and the stdin copy that ends with the process (its pidfd).
+    io.attach(&pidfd, ready.console)
+        .map_err(|e| TaskError::internal(e.to_string()))?;
     // Before the process is registered: its TaskExit can only follow this event.
     if let Some((topic, event)) = announce {
         daemon

@@ -63,7 +63,8 @@ impl Task {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// ResizePty on the init.
+    /// ResizePty on the init: nothing to do without a terminal, as runc's shim (which also
+    /// accepts it after the init exited).
     pub fn resize_pty(&self, width: u32, height: u32) -> Result<(), TaskError> {
         match self.held().as_ref() {
             Some(held) => held

@@ -15,6 +15,14 @@ pub fn timestamp_now() -> Timestamp {
     ts
 }
 
+/// Go's zero `time.Time` (0001-01-01) as a `Timestamp`: what runc's shim reports as the exit
+/// time of a process that never ran, and what containerd turns a missing one into.
+pub fn go_zero_time() -> Timestamp {
+    let mut ts = Timestamp::new();
+    ts.seconds = -62_135_596_800;
+    ts
+}
+
 /// The current UTC time as RFC 3339 with nanoseconds, the format logrus writes.
 pub fn rfc3339_now() -> String {
     let now = SystemTime::now()
