@@ -1900,7 +1900,17 @@ fn info_prints_runtime_info_with_the_features_document() {
     );
     let mount_options = document["mountOptions"].as_array().unwrap();
     assert!(mount_options.contains(&serde_json::json!("rro")));
-    assert_eq!(document["hooks"], serde_json::json!([]));
+    assert_eq!(
+        document["hooks"],
+        serde_json::json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     // No options at all (containerd sends none for a runtime without options).
     let output = run(b"");
     assert!(output.status.success(), "{output:?}");
