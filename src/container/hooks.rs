@@ -63,6 +63,12 @@ impl HookKind {
         }
     }
 
+    /// `poststart` and `poststop`: a failure is logged, the rest of the hooks and the
+    /// lifecycle go on.
+    pub fn failure_is_logged_only(self) -> bool {
+        matches!(self, Self::Poststart | Self::Poststop)
+    }
+
     pub const ALL: [HookKind; 6] = [
         Self::Prestart,
         Self::CreateRuntime,
@@ -162,19 +168,29 @@ impl StateBase {
     }
 }
 
-/// Runs `hooks` (all of kind `kind`) in array order and stops at the first failure, whose
+/// Runs `hooks` (all of kind `kind`) in array order. For the kinds whose failure fails the
+/// step, it stops at the first failure; `poststart` and `poststop` go on with the remaining
+/// hooks ("as if the hook had succeeded", runtime.md) and report every failure. Each failure's
 /// text names the kind, the index and path of the hook, and carries its stderr and stdout.
 pub fn run_hooks(kind: HookKind, hooks: &[Hook], state: &str) -> Result<(), String> {
+    let mut failures = Vec::new();
     for (index, hook) in hooks.iter().enumerate() {
-        run_hook(hook, state).map_err(|error| {
-            format!(
+        if let Err(error) = run_hook(hook, state) {
+            failures.push(format!(
                 "{} hook #{index} ({}): {error}",
                 kind.name(),
                 hook.path().display()
-            )
-        })?;
+            ));
+            if !kind.failure_is_logged_only() {
+                break;
+            }
+        }
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 /// What execve needs, built before the clone (the child must not allocate).
