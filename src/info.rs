@@ -29,9 +29,16 @@ use crate::shim::RUNTIME_NAME;
 pub const FEATURES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-/// The hooks (`hooks.<name>` of config.json) that are run. None yet: a spec with hooks is
-/// refused at Create. Add each name here when it is implemented.
-pub const HOOKS: &[&str] = &[];
+/// The hooks (`hooks.<name>` of config.json) that are run: all six kinds of runtime-spec 1.2
+/// (`container::hooks`).
+pub const HOOKS: &[&str] = &[
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
 
 /// The runtime-spec versions whose config.json this runtime reads (mount `uidMappings`, the
 /// 1.2 addition this runtime applies, included).
@@ -242,7 +249,8 @@ mod tests {
         let linux = parsed.linux().as_ref().unwrap();
         let idmap = linux.mount_extensions().as_ref().unwrap().idmap().as_ref();
         assert_eq!(idmap.unwrap().enabled(), &Some(true));
-        assert_eq!(parsed.hooks().as_deref(), Some(&[][..]));
+        let hooks: Vec<String> = HOOKS.iter().map(|h| h.to_string()).collect();
+        assert_eq!(parsed.hooks().as_deref(), Some(&hooks[..]));
         assert_eq!(linux.namespaces().as_ref().unwrap().len(), 8);
         assert_eq!(
             linux.capabilities().as_ref().unwrap().len(),

@@ -1943,7 +1943,17 @@ fn info_prints_runtime_info_with_the_features_document() {
     );
     let mount_options = document["mountOptions"].as_array().unwrap();
     assert!(mount_options.contains(&serde_json::json!("rro")));
-    assert_eq!(document["hooks"], serde_json::json!([]));
+    assert_eq!(
+        document["hooks"],
+        serde_json::json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     // No options at all (containerd sends none for a runtime without options).
     let output = run(b"");
     assert!(output.status.success(), "{output:?}");
@@ -2093,4 +2103,322 @@ fn resize_pty_without_a_terminal_is_accepted() {
     let unknown = resize("nope").expect_err("resize an unknown exec");
     assert_eq!(rpc_code(&unknown), Code::NOT_FOUND);
     kill_delete_and_shut_down(&fake, &shim, id);
+}
+
+/// A hook that appends "<name> <$V> <mnt ns> <net ns>" to `<dir>/order` and saves its stdin
+/// (the state JSON) as `<dir>/<name>.state`; `dir` is as the hook sees it.
+fn recording_hook(dir: &str, name: &str, extra: &str) -> serde_json::Value {
+    let script = format!(
+        "cat > \"$HOOKDIR/$1.state\"; \
+         echo \"$1 $V $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/net)\" >> \"$HOOKDIR/order\"; {extra}"
+    );
+    serde_json::json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", script, "sh", name],
+        "env": [format!("HOOKDIR={dir}"), format!("V=env-of-{name}")],
+    })
+}
+
+fn read_state(dir: &Path, name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.state")))
+        .unwrap_or_else(|e| panic!("{name}.state: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}.state {text:?}: {e}"))
+}
+
+/// A hook that writes `message` to stderr and exits with `code`.
+fn failing_hook(message: &str, code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo {message} >&2; exit {code}")],
+    })
+}
+
+#[test]
+#[ignore = "needs root"]
+fn hooks_of_every_kind_run_in_order_with_state_args_env_in_their_namespaces() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("hooks");
+    let id = "hooks";
+    let log = fake.dir.join("hooklog");
+    std::fs::create_dir_all(&log).unwrap();
+    let host = log.display().to_string();
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    spec["annotations"] = serde_json::json!({"org.example/key": "value"});
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/hooklog", "type": "bind", "source": host, "options": ["rbind", "rw"]
+        }));
+    spec["hooks"] = serde_json::json!({
+        "prestart": [recording_hook(&host, "prestart", "")],
+        "createRuntime": [
+            recording_hook(&host, "createRuntime-a", ""),
+            recording_hook(&host, "createRuntime-b", ""),
+        ],
+        "createContainer": [recording_hook(&host, "createContainer", "")],
+        // After pivot_root: the container's /bin/sh, the log through the bind mount.
+        "startContainer": [recording_hook("/hooklog", "startContainer", "")],
+        "poststart": [recording_hook(&host, "poststart", "")],
+        "poststop": [recording_hook(&host, "poststop", "")],
+    });
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = fake.start_shim(id, &bundle);
+    let pid = shim
+        .task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create")
+        .pid;
+    let order = || std::fs::read_to_string(log.join("order")).unwrap_or_default();
+    // Create ran the runtime's hooks and createContainer, nothing of Start.
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&order()),
+        [
+            "prestart",
+            "createRuntime-a",
+            "createRuntime-b",
+            "createContainer"
+        ]
+    );
+    start(&shim, id).expect("start");
+    // poststart ran before Start returned.
+    assert_eq!(names(&order())[4..], ["startContainer", "poststart"]);
+    let ns = |pid: &str, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let (host_mnt, host_net) = (ns("self", "mnt"), ns("self", "net"));
+    let (init_mnt, init_net) = (ns(&pid.to_string(), "mnt"), ns(&pid.to_string(), "net"));
+    assert_ne!(host_mnt, init_mnt);
+    assert_ne!(host_net, init_net);
+    kill_and_delete(&shim, id);
+    let text = order();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    for line in lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let name = fields[0];
+        assert_eq!(fields[1], format!("env-of-{name}"), "{line}");
+        let in_container = name == "createContainer" || name == "startContainer";
+        let (mnt, net) = if in_container {
+            (&init_mnt, &init_net)
+        } else {
+            (&host_mnt, &host_net)
+        };
+        assert_eq!(
+            (fields[2], fields[3]),
+            (mnt.as_str(), net.as_str()),
+            "{line}"
+        );
+        let status = match name {
+            "startContainer" => "created",
+            "poststart" => "running",
+            "poststop" => "stopped",
+            _ => "creating",
+        };
+        let state = read_state(&log, name);
+        assert_eq!(state["ociVersion"], "1.2.0", "{name}");
+        assert_eq!(state["id"], id, "{name}");
+        assert_eq!(state["status"], status, "{name}");
+        assert_eq!(state["bundle"], bundle.display().to_string(), "{name}");
+        assert_eq!(state["annotations"]["org.example/key"], "value", "{name}");
+        if name == "poststop" {
+            assert!(state.get("pid").is_none(), "{state}");
+        } else {
+            assert_eq!(state["pid"], pid, "{name}");
+        }
+    }
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn failing_or_slow_hooks_fail_create_or_start_by_name_and_leave_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("hookfail");
+    let keep = "keep";
+    let keep_bundle = fake.bundle(keep, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(keep, &keep_bundle);
+    let shim_pid = shim.shim_pid();
+    let slow = serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1});
+    let cases = [
+        (
+            "runtime",
+            serde_json::json!({"createRuntime": [failing_hook("no-network-today", 3)]}),
+            "createRuntime hook #0 (/bin/sh): exit status 3; stderr: \"no-network-today\"",
+        ),
+        (
+            "prestart",
+            serde_json::json!({"prestart": [{"path": "/bin/true"}, failing_hook("bad-prestart", 1)]}),
+            "prestart hook #1 (/bin/sh): exit status 1; stderr: \"bad-prestart\"",
+        ),
+        (
+            "container",
+            serde_json::json!({"createContainer": [failing_hook("bad-container", 4)]}),
+            "createContainer hook #0 (/bin/sh): exit status 4; stderr: \"bad-container\"",
+        ),
+        (
+            "timeout",
+            serde_json::json!({"createRuntime": [slow.clone()]}),
+            "createRuntime hook #0 (/bin/sleep): timed out after 1s and was killed",
+        ),
+        (
+            "timeout-in-init",
+            serde_json::json!({"createContainer": [slow]}),
+            "createContainer hook #0 (/bin/sleep): timed out after 1s and was killed",
+        ),
+        (
+            "relative",
+            serde_json::json!({"poststop": [{"path": "bin/true"}]}),
+            "hooks.poststop[0].path \"bin/true\" is not absolute",
+        ),
+    ];
+    for (id, hooks, expected) in cases {
+        let mut spec = template_spec();
+        spec["hooks"] = hooks;
+        let bundle = bundle_in_cgroup(&fake, id, spec);
+        let started = Instant::now();
+        let err = shim
+            .task
+            .create(ctx(), &fake.create_request(id, &bundle, ""))
+            .expect_err(id);
+        assert!(started.elapsed() < Duration::from_secs(20), "{id}");
+        let message = rpc_message(&err);
+        assert!(message.contains(expected), "{id}: {message}");
+        assert_released(&fake, id);
+        // No init, helper or hook runner left: the spawner only (the daemon's reaper may
+        // still be collecting the failed init's zombie: give it a bounded moment).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut children = children_of(shim_pid);
+        while children.len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            children = children_of(shim_pid);
+        }
+        assert_eq!(children.len(), 1, "{id}: daemon children: {children:?}");
+    }
+    // startContainer fails Start, naming the hook; the init never ran its program.
+    let id = "start";
+    let mut spec = template_spec();
+    spec["hooks"] = serde_json::json!({"startContainer": [failing_hook("bad-start", 5)]});
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    shim.task
+        .create(ctx(), &fake.create_request(id, &bundle, ""))
+        .expect("create");
+    let message = rpc_message(&start(&shim, id).expect_err("start"));
+    assert!(
+        message.contains("startContainer hook #0 (/bin/sh): exit status 5; stderr: \"bad-start\""),
+        "{message}"
+    );
+    wait(&shim, id);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    // The container that was there all along still works.
+    shim.task
+        .create(ctx(), &fake.create_request(keep, &keep_bundle, ""))
+        .expect("create keep");
+    let deleted = delete(&shim, keep).expect("delete created");
+    assert_eq!(deleted.exit_status, 137);
+    assert_released(&fake, keep);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn poststart_and_poststop_failures_are_logged_and_the_lifecycle_goes_on() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("hooklogged");
+    let id = "hooklogged";
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    let ran = |name: &str| fake.dir.join(format!("{name}-ran"));
+    let failing = |name: &str, code: u8| {
+        let script = format!(
+            "touch {}; echo {name}-broke >&2; exit {code}",
+            ran(name).display()
+        );
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
+    };
+    let marker = ran("second-poststop");
+    spec["hooks"] = serde_json::json!({
+        "poststart": [failing("poststart", 1)],
+        "poststop": [
+            failing("poststop", 2),
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marker.display())]},
+        ],
+    });
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
+    assert!(ran("poststart").exists(), "poststart did not run");
+    assert_eq!(state(&shim, id).status.enum_value(), Ok(Status::RUNNING));
+    kill_and_delete(&shim, id);
+    assert!(ran("poststop").exists(), "poststop did not run");
+    // The first poststop hook failed: that is logged, and the remaining ones still run.
+    assert!(marker.exists(), "the second poststop hook did not run");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn poststop_runs_in_the_delete_action_after_a_killed_shim() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("hookdelete");
+    let id = "hookdelete";
+    let log = fake.dir.join("hooklog");
+    std::fs::create_dir_all(&log).unwrap();
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    spec["hooks"] = serde_json::json!({"poststop": [recording_hook(&log.display().to_string(), "poststop", "")]});
+    let bundle = bundle_in_cgroup(&fake, id, spec);
+    let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
+    let shim_pid = shim.shim_pid();
+    let shim_fd = pidfd_open(shim_pid).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_pidfd(&shim_fd, Duration::from_secs(10)));
+    assert!(!log.join("order").exists(), "poststop before delete");
+    let out = std::process::Command::new(SHIM)
+        .args([
+            "-namespace",
+            NAMESPACE,
+            "-id",
+            id,
+            "-address",
+            &fake.address(),
+        ])
+        .arg("delete")
+        .current_dir(&bundle)
+        .output()
+        .expect("run delete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = read_state(&log, "poststop");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["id"], id);
+    let order = std::fs::read_to_string(log.join("order")).unwrap();
+    assert_eq!(order.lines().count(), 1, "{order}");
+    assert_released(&fake, id);
 }

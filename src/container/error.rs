@@ -17,6 +17,9 @@ use super::namespaces::NamespaceError;
 pub enum InitError {
     /// The spec asks for something invalid, or something this runtime does not support.
     InvalidSpec(String),
+    /// A hook failed (the text names its kind, index and path, and carries its stderr), or the
+    /// daemon could not run the runtime's hooks.
+    Hook(String),
     /// The namespace part of the spec.
     Namespaces(NamespaceError),
     /// Installing the received stdio on 0, 1 and 2, or making the terminal controlling.
@@ -130,6 +133,7 @@ impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSpec(reason) => write!(f, "invalid spec: {reason}"),
+            Self::Hook(error) => f.write_str(error),
             Self::Namespaces(e) => write!(f, "{e}"),
             Self::Stdio { step, errno } => write!(f, "install stdio: {step}: {}", errno.desc()),
             Self::ReadHostFile { path, error } => {

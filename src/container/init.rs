@@ -20,6 +20,7 @@ use super::capabilities::{
 use super::credentials::switch_user;
 use super::device_nodes::{create_dev_symlinks, create_devices, link_ptmx, plan_devices};
 use super::fds::{install_stdio, reopen_dev_null};
+use super::hooks::{HookKind, StateBase, run_hooks, spec_hooks};
 use super::hostname::set_host_and_domain_name;
 use super::in_root::RootDir;
 use super::lsm::{HostProc, apply_labels, asks_labels};
@@ -51,10 +52,15 @@ struct CapabilityStep {
 
 /// Sets the container up, from stdio to the resolved executable. See the module docs.
 /// `idmapped` holds the idmapped binds' trees the helper made (see `mounts::open_idmapped_tree`).
+///
+/// `runtime_hooks` asks the daemon to run the `prestart` and `createRuntime` hooks and waits
+/// for them (sync 2 and 3); it is called, only when the spec has such hooks, once the mounts
+/// are done and before the `createContainer` hooks and pivot_root.
 pub fn prepare(
     config: &InitConfig,
     stdio: [OwnedFd; 3],
     idmapped: IdmappedTrees,
+    runtime_hooks: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<Exec, InitError> {
     let spec = &config.spec;
     let process = spec
@@ -82,7 +88,10 @@ pub fn prepare(
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let (seccomp, seccomp_warnings) = compile_seccomp(profile)?;
     warnings.extend(seccomp_warnings);
-    build_rootfs(config, &namespaces, idmapped)?;
+    // The hooks' state: the init's pid as the runtime's PID namespace sees it, read while the
+    // host's /proc is still this process's /proc.
+    let hooks = InitHooks::new(config)?;
+    build_rootfs(config, &namespaces, idmapped, &hooks, runtime_hooks)?;
     // After pivot_root (the pty must come from the container's devpts) and before /dev or the
     // root become read-only (/dev/console is bound over).
     let console = terminal.then(|| create_console(true)).transpose()?;
@@ -95,7 +104,70 @@ pub fn prepare(
     warnings.extend(ignored_spec_fields(spec));
     Ok(build_exec(process, warnings)?
         .with_console(console)
-        .with_seccomp(late_seccomp))
+        .with_seccomp(late_seccomp)
+        .with_start_hooks(hooks.start_container()))
+}
+
+/// The hooks the init runs itself, and their state.
+struct InitHooks<'a> {
+    config: &'a InitConfig,
+    /// The init's host pid, when a hook of the init needs it.
+    pid: Option<u32>,
+}
+
+impl<'a> InitHooks<'a> {
+    fn new(config: &'a InitConfig) -> Result<Self, InitError> {
+        let wanted = [HookKind::CreateContainer, HookKind::StartContainer]
+            .into_iter()
+            .any(|kind| !spec_hooks(&config.spec, kind).is_empty());
+        let pid = if wanted {
+            let link =
+                std::fs::read_link("/proc/self").map_err(|error| InitError::ReadHostFile {
+                    path: "/proc/self".into(),
+                    error,
+                })?;
+            let pid = link
+                .to_str()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| InitError::Hook(format!("/proc/self is {link:?}, not a pid")))?;
+            Some(pid)
+        } else {
+            None
+        };
+        Ok(InitHooks { config, pid })
+    }
+
+    fn state(&self, status: &str) -> String {
+        let config = self.config;
+        StateBase::of_spec(&config.id, &config.bundle, &config.spec).json(status, self.pid)
+    }
+
+    /// Sync 2 and 3 (through the daemon), then the `createContainer` hooks: in the container's
+    /// namespaces, before pivot_root (so their paths resolve as in the runtime's mount tree).
+    fn before_pivot(
+        &self,
+        runtime_hooks: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), InitError> {
+        let spec = &self.config.spec;
+        let runtime = [HookKind::Prestart, HookKind::CreateRuntime]
+            .into_iter()
+            .any(|kind| !spec_hooks(spec, kind).is_empty());
+        if runtime {
+            runtime_hooks().map_err(InitError::Hook)?;
+        }
+        let create = spec_hooks(spec, HookKind::CreateContainer);
+        if !create.is_empty() {
+            run_hooks(HookKind::CreateContainer, create, &self.state("creating"))
+                .map_err(InitError::Hook)?;
+        }
+        Ok(())
+    }
+
+    /// The `startContainer` hooks and their state, for [`Exec::exec`].
+    fn start_container(&self) -> Option<(Vec<oci_spec::runtime::Hook>, String)> {
+        let hooks = spec_hooks(&self.config.spec, HookKind::StartContainer);
+        (!hooks.is_empty()).then(|| (hooks.to_vec(), self.state("created")))
+    }
 }
 
 /// Sets up an exec'd process, already in the container's namespaces, cgroup and root: the
@@ -212,6 +284,8 @@ fn build_rootfs(
     config: &InitConfig,
     namespaces: &NamespacePlan,
     idmapped: IdmappedTrees,
+    hooks: &InitHooks<'_>,
+    runtime_hooks: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<(), InitError> {
     let linux = config.spec.linux().as_ref();
     let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
@@ -231,6 +305,7 @@ fn build_rootfs(
     }
     // No fd on the host-side rootfs path may outlive the pivot (CVE-2024-21626 class).
     drop(root);
+    hooks.before_pivot(runtime_hooks)?;
     pivot_into(&config.rootfs)?;
     if dev.create_devices {
         reopen_dev_null()?;

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod device_nodes;
 pub mod error;
 pub mod fds;
+pub mod hooks;
 pub mod hostname;
 pub mod in_root;
 pub mod init;
@@ -42,6 +43,8 @@ pub struct InitConfig {
     pub spec: Spec,
     /// Absolute host path of the container's root filesystem, already mounted by the daemon.
     pub rootfs: PathBuf,
+    /// The bundle directory (for the hooks' state).
+    pub bundle: PathBuf,
 }
 
 /// What an exec'd process needs: its own `process` spec. It runs in the init's namespaces

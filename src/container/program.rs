@@ -11,6 +11,7 @@ use nix::unistd::{AccessFlags, access, execve};
 
 use super::error::InitError;
 use super::fds::mark_inherited_fds_cloexec;
+use super::hooks::{HookKind, run_hooks};
 use super::seccomp::SeccompFilter;
 use super::sys::reset_all_signal_dispositions;
 
@@ -89,6 +90,8 @@ pub struct Exec {
     console: Option<std::os::fd::OwnedFd>,
     /// A seccomp filter still to load, as the last step before execve.
     seccomp: Option<SeccompFilter>,
+    /// The `startContainer` hooks and their state JSON, run right before execve.
+    start_hooks: Option<(Vec<oci_spec::runtime::Hook>, String)>,
 }
 
 impl Exec {
@@ -112,6 +115,7 @@ impl Exec {
             warnings,
             console: None,
             seccomp: None,
+            start_hooks: None,
         })
     }
 
@@ -128,6 +132,16 @@ impl Exec {
         self
     }
 
+    /// `startContainer` hooks to run (in the container's namespaces, after pivot_root and the
+    /// switch to the container's user and seccomp filter, as runc) just before execve.
+    pub fn with_start_hooks(
+        mut self,
+        hooks: Option<(Vec<oci_spec::runtime::Hook>, String)>,
+    ) -> Self {
+        self.start_hooks = hooks;
+        self
+    }
+
     /// The terminal master, if the process has a terminal.
     pub fn console(&self) -> Option<&std::os::fd::OwnedFd> {
         self.console.as_ref()
@@ -141,7 +155,8 @@ impl Exec {
     }
 
     /// Resets signal dispositions and mask, marks every fd from 3 up close-on-exec, loads the
-    /// seccomp filter if one is left to load, and execs. Returns only on failure.
+    /// seccomp filter if one is left to load, runs the `startContainer` hooks, and execs.
+    /// Returns only on failure.
     pub fn exec(self) -> InitError {
         if let Err(e) = reset_signals() {
             return e;
@@ -156,6 +171,11 @@ impl Exec {
             && let Err(e) = filter.load()
         {
             return e;
+        }
+        if let Some((hooks, state)) = &self.start_hooks
+            && let Err(error) = run_hooks(HookKind::StartContainer, hooks, state)
+        {
+            return InitError::Hook(error);
         }
         let Err(errno) = execve(&self.path, &self.argv, &self.envp);
         InitError::Exec {

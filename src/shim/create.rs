@@ -21,13 +21,14 @@ use super::snapshot_mount::{MountedRootfs, mount_rootfs};
 use super::{DEFAULT_CGROUP_PARENT, Daemon, logger};
 use crate::cgroups::{Cgroup, CgroupPath, DeviceRules};
 use crate::container::InitConfig;
+use crate::container::hooks::{HookKind, StateBase, spec_hooks};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::bundle_spec::{load_spec, resolve_root};
 use super::spawn_process::spawn_process;
-use super::task::{Held, Task};
+use super::task::{Held, Task, TaskHooks};
 
 /// Resources a Create holds until it succeeds; dropping it releases them in reverse order.
 struct Acquired {
@@ -59,6 +60,7 @@ impl Task {
         // there, at its own level.
         logger::follow(&req.id, &bundle, options.log_level);
         let spec = load_spec(&bundle)?;
+        crate::container::hooks::validate(&spec).map_err(TaskError::invalid)?;
         let rootfs_path = resolve_root(&bundle, &spec)?;
         let mut acquired = Acquired {
             rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
@@ -89,11 +91,17 @@ impl Task {
             .filter(|kind| namespaces.is_private(*kind))
             .fold(0, |flags, kind| flags | kind.clone_flag());
         let personality = spec.linux().as_ref().and_then(|l| l.personality().clone());
+        let hooks = TaskHooks {
+            state: StateBase::of_spec(&req.id, &bundle, &spec),
+            poststart: spec_hooks(&spec, HookKind::Poststart).to_vec(),
+            poststop: spec_hooks(&spec, HookKind::Poststop).to_vec(),
+        };
         let request = SpawnRequest::Init {
             config: Box::new(InitConfig {
                 id: req.id.clone(),
                 spec,
                 rootfs: rootfs_path,
+                bundle: bundle.clone(),
             }),
             namespaces,
             cgroup: acquired.cgroup.clone(),
@@ -120,6 +128,7 @@ impl Task {
             seccomp,
             personality,
             join_also,
+            hooks,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
@@ -145,7 +154,7 @@ fn init_output_mode(namespaces: &NamespacePlan) -> OutputMode {
 fn exit_order_for(id: &str, request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
     let shares_host_pids = match request {
         SpawnRequest::Init { namespaces, .. } => !namespaces.is_private(NamespaceKind::Pid),
-        SpawnRequest::Exec { .. } => false,
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => false,
     };
     let kill_rest = match cgroup {
         Some(cgroup) if shares_host_pids => {

@@ -24,6 +24,7 @@ use nix::mount::{MntFlags, umount2};
 use super::daemon::{LISTEN_FD_ENV, LOG_LEVEL_ENV};
 use super::state_file::StateFile;
 use super::time::timestamp_now;
+use crate::container::hooks::{HookKind, run_hooks};
 
 /// Annotations that put several containers (a pod) into one shim.
 const GROUP_ANNOTATIONS: [&str; 2] = [
@@ -191,6 +192,16 @@ pub fn delete(flags: &Flags) -> DeleteResponse {
         let _ = cgroup.remove();
     }
     unmount_all(&bundle.join("rootfs"));
+    // The container is gone: its poststop hooks, run from this short-lived process (not a
+    // daemon); a failure is only logged, as the spec says.
+    if let Some(hooks) = state.as_ref().map(|s| &s.hooks)
+        && !hooks.poststop.is_empty()
+    {
+        let json = hooks.state.json("stopped", None);
+        if let Err(error) = run_hooks(HookKind::Poststop, &hooks.poststop, &json) {
+            log::warn!("{}: {error}", flags.id);
+        }
+    }
     let address = std::fs::read_to_string(bundle.join("address")).unwrap_or_default();
     if !release_after_dead_daemon(address.trim(), &flags.id) {
         remove_dead_socket(address.trim());

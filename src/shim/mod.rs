@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exec_process;
 pub mod exit_order;
+pub mod hooks;
 pub mod logger;
 pub mod manager;
 pub mod metrics;

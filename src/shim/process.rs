@@ -104,7 +104,7 @@ impl Process {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets the process exec (sync 3/4) and enqueues TaskStart once it did.
+    /// Lets the process exec (sync 5/6) and enqueues TaskStart once it did.
     pub fn start(&self) -> Result<(), TaskError> {
         let pending = {
             let mut state = self.lock();

@@ -22,8 +22,9 @@ use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
 use super::time::go_zero_time;
-use super::{Daemon, logger};
+use super::{Daemon, hooks, logger};
 use crate::cgroups::DeviceRules;
+use crate::container::hooks::HookKind;
 use crate::io::StdioPaths;
 
 /// The ttrpc-facing service; cheap to share between the server's threads.
@@ -58,6 +59,16 @@ impl TaskService {
         let task = self.task(&req.id)?;
         let pid = if req.exec_id.is_empty() {
             task.init.start()?;
+            // After the program started, before Start returns; a failure is only logged.
+            let hooks = &task.hooks;
+            let state = hooks.state.json("running", Some(task.init.pid));
+            hooks::run_logged(
+                &self.daemon,
+                &req.id,
+                HookKind::Poststart,
+                &hooks.poststart,
+                state,
+            );
             task.init.pid
         } else {
             task.exec(&req.exec_id)?.start(&self.daemon, &task)?
@@ -98,6 +109,16 @@ impl TaskService {
             log::error!("delete {}: {e}", req.id);
         }
         self.daemon.remove(&req.id);
+        // The container is gone (process, cgroup, mounts): poststop, failures only logged.
+        let hooks = &task.hooks;
+        let state = hooks.state.json("stopped", None);
+        hooks::run_logged(
+            &self.daemon,
+            &req.id,
+            HookKind::Poststop,
+            &hooks.poststop,
+            state,
+        );
         let mut exit = task.init.wait();
         if killed_unstarted {
             exit = Exit {

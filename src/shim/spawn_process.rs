@@ -10,7 +10,9 @@ use super::Daemon;
 use super::error::TaskError;
 use super::exit_order::ExitOrder;
 use super::process::{Kind, Process};
+use crate::container::hooks::{HookKind, StateBase, spec_hooks};
 use crate::io::ProcessIo;
+use crate::spawn::client::{Setup, SpawnError};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::create::Announce;
@@ -37,7 +39,18 @@ pub(super) fn spawn_process(
         .map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);
-    let ready = pending.wait_ready().map_err(TaskError::from_spawn)?;
+    let ready = loop {
+        match pending.wait_setup().map_err(TaskError::from_spawn)? {
+            Setup::Ready(ready) => break ready,
+            // Sync 2: the init's mounts are done. On a failed hook `pending` is dropped: the
+            // init sees its sync socket close and exits (the caller releases the rest).
+            Setup::RuntimeHooks => {
+                runtime_hooks(daemon, container_id, request, pending.pid.as_raw() as u32)
+                    .map_err(|e| TaskError::from_spawn(SpawnError::Failed(e)))?;
+                pending.hooks_ran().map_err(TaskError::from_spawn)?;
+            }
+        }
+    };
     // The helper exited right after sync 1; by now it is normally reaped already. Waiting for it
     // keeps the promise that no intermediate process outlives a Create (or an exec's Start).
     if !daemon.exits.wait_reaped(pending.helper, HELPER_EXIT_LIMIT) {
@@ -67,4 +80,23 @@ pub(super) fn spawn_process(
     ));
     daemon.exits.register(&process);
     Ok(process)
+}
+
+/// `prestart` then `createRuntime`, in the runtime's namespaces, with the state `creating`.
+fn runtime_hooks(
+    daemon: &Daemon,
+    container_id: &str,
+    request: &SpawnRequest,
+    pid: u32,
+) -> Result<(), String> {
+    let SpawnRequest::Init { config, .. } = request else {
+        return Err("runtime hooks asked for by a process that is not an init".into());
+    };
+    let state =
+        StateBase::of_spec(&config.id, &config.bundle, &config.spec).json("creating", Some(pid));
+    for kind in [HookKind::Prestart, HookKind::CreateRuntime] {
+        let hooks = spec_hooks(&config.spec, kind);
+        super::hooks::run(daemon, container_id, kind, hooks, state.clone())?;
+    }
+    Ok(())
 }

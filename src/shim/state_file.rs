@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::task::Task;
+use super::task::{Task, TaskHooks};
 use crate::cgroups::Cgroup;
 
 const FILE_NAME: &str = "sibling-state.json";
@@ -16,6 +16,9 @@ pub struct SavedState {
     pub cgroup: Option<Cgroup>,
     /// The rootfs mount point, when the daemon mounted it.
     pub rootfs: Option<PathBuf>,
+    /// The `poststop` hooks and their state, for a `delete` after the daemon died.
+    #[serde(default)]
+    pub hooks: TaskHooks,
 }
 
 pub struct StateFile {
@@ -34,6 +37,10 @@ impl StateFile {
             pid: task.init.pid,
             cgroup: task.cgroup.clone(),
             rootfs: task.rootfs_target().map(Path::to_owned),
+            hooks: TaskHooks {
+                poststart: Vec::new(),
+                ..task.hooks.clone()
+            },
         };
         let written = serde_json::to_vec(&state)
             .map_err(std::io::Error::other)

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oci_spec::runtime::{LinuxPersonality, LinuxSeccomp};
+use oci_spec::runtime::{Hook, LinuxPersonality, LinuxSeccomp};
+use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
 use super::exec_process::ExecProcess;
@@ -16,6 +17,7 @@ use super::process::Process;
 use super::snapshot_mount::MountedRootfs;
 use super::state_file::StateFile;
 use crate::cgroups::Cgroup;
+use crate::container::hooks::StateBase;
 use crate::io::{ProcessIo, StdioPaths};
 
 /// One container of this shim.
@@ -36,9 +38,19 @@ pub struct Task {
     /// The user and time namespaces the init has of its own, as clone flags: execs join
     /// them (the others they always join).
     pub join_also: u64,
+    /// What the `poststart` and `poststop` hooks need (the others run during Create).
+    pub hooks: TaskHooks,
     pub(super) rootfs_target: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     pub(super) held: Mutex<Option<Held>>,
+}
+
+/// The hooks the daemon runs after Create, and their state's common part.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskHooks {
+    pub state: StateBase,
+    pub poststart: Vec<Hook>,
+    pub poststop: Vec<Hook>,
 }
 
 pub(super) struct Held {

@@ -9,6 +9,7 @@ use nix::unistd::Pid;
 
 use super::protocol::{self, MAX_RECORD, ProtocolError, SpawnRequest, SyncMessage};
 use super::spawner;
+use crate::container::hooks::HookKind;
 
 /// Why a container process could not be made or started.
 #[derive(Debug)]
@@ -155,9 +156,10 @@ impl Spawner {
         // are gone.
         drop(child_end);
         const STEP: &str = "wait for the spawned process";
-        // Sync 1 comes from the helper, sync 2 from the init: two processes racing on one
-        // socket, so a fast init's Ready can arrive first. It is kept for `wait_ready`.
-        let mut early_ready = None;
+        // Sync 1 comes from the helper, sync 2 (or 4) from the init: two processes racing on
+        // one socket, so a fast init's RuntimeHooks or Ready can arrive first. It is kept for
+        // `wait_setup`.
+        let mut early = None;
         loop {
             let (message, mut fds) = protocol::receive::<SyncMessage>(sync.as_raw_fd())
                 .map_err(|source| SpawnError::Sync { step: STEP, source })?;
@@ -169,16 +171,17 @@ impl Spawner {
                         pid,
                         helper: Pid::from_raw(helper),
                         sync,
-                        early_ready,
+                        early,
                     };
                     return Ok((pending, pidfd));
                 }
-                SyncMessage::Ready { warnings } if early_ready.is_none() => {
-                    early_ready = Some(Ready {
+                SyncMessage::Ready { warnings } if early.is_none() => {
+                    early = Some(Setup::Ready(Ready {
                         warnings,
                         console: fds.pop(),
-                    });
+                    }));
                 }
+                SyncMessage::RuntimeHooks if early.is_none() => early = Some(Setup::RuntimeHooks),
                 SyncMessage::Failed { error } => return Err(SpawnError::Failed(error)),
                 got => return Err(SpawnError::Unexpected { step: STEP, got }),
             }
@@ -186,7 +189,44 @@ impl Spawner {
     }
 }
 
-/// What sync 2 brings: the setup's warnings and, for a terminal, the pty master.
+impl Spawner {
+    /// Runs `hooks` through a hook runner the spawner clones (in the runtime's namespaces,
+    /// never a fork of the threaded daemon) and waits for its answer. The runner bounds each
+    /// hook by its timeout; if it dies, the sync socket closes. Returns the runner's pid (for
+    /// the reaper) and the first failure.
+    pub fn run_hooks(
+        &self,
+        kind: HookKind,
+        hooks: &[oci_spec::runtime::Hook],
+        state: String,
+    ) -> Result<(Pid, Option<String>), SpawnError> {
+        const STEP: &str = "run hooks";
+        let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
+        let request = SpawnRequest::Hooks {
+            kind,
+            hooks: hooks.to_vec(),
+            state,
+        };
+        protocol::send(self.channel.as_raw_fd(), &request, &[child_end.as_raw_fd()])
+            .map_err(SpawnError::Request)?;
+        drop(child_end);
+        match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+            Ok((SyncMessage::HooksDone { runner, error }, _)) => Ok((Pid::from_raw(runner), error)),
+            Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
+            Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
+            Err(source) => Err(SpawnError::Sync { step: STEP, source }),
+        }
+    }
+}
+
+/// Where an init's setup stopped: at sync 2 (it waits until the runtime's hooks ran) or at
+/// sync 4 (done).
+pub enum Setup {
+    RuntimeHooks,
+    Ready(Ready),
+}
+
+/// What sync 4 brings: the setup's warnings and, for a terminal, the pty master.
 pub struct Ready {
     pub warnings: Vec<String>,
     pub console: Option<OwnedFd>,
@@ -198,29 +238,39 @@ pub struct PendingProcess {
     /// The helper that cloned it; it exits right after sync 1.
     pub helper: Pid,
     sync: OwnedFd,
-    /// Sync 2, when it overtook sync 1.
-    early_ready: Option<Ready>,
+    /// Sync 2 or 4, when it overtook sync 1.
+    early: Option<Setup>,
 }
 
 impl PendingProcess {
-    /// sync 2: waits until the process finished its setup (or reports why it failed).
-    pub fn wait_ready(&mut self) -> Result<Ready, SpawnError> {
+    /// Sync 2 or 4: waits until the process asks for the runtime's hooks or finished its
+    /// setup (or reports why it failed).
+    pub fn wait_setup(&mut self) -> Result<Setup, SpawnError> {
         const STEP: &str = "wait for container setup";
-        if let Some(ready) = self.early_ready.take() {
-            return Ok(ready);
+        if let Some(setup) = self.early.take() {
+            return Ok(setup);
         }
         match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
-            Ok((SyncMessage::Ready { warnings }, mut fds)) => Ok(Ready {
+            Ok((SyncMessage::Ready { warnings }, mut fds)) => Ok(Setup::Ready(Ready {
                 warnings,
                 console: fds.pop(),
-            }),
+            })),
+            Ok((SyncMessage::RuntimeHooks, _)) => Ok(Setup::RuntimeHooks),
             Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
             Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
             Err(source) => Err(SpawnError::Sync { step: STEP, source }),
         }
     }
 
-    /// sync 3 and 4: tells the process to exec, and returns once `execve` succeeded.
+    /// Sync 3: the runtime's hooks ran; the init goes on with its setup.
+    pub fn hooks_ran(&self) -> Result<(), SpawnError> {
+        protocol::send_sync(&self.sync, &SyncMessage::HooksRan).map_err(|source| SpawnError::Sync {
+            step: "resume the container setup after its hooks",
+            source,
+        })
+    }
+
+    /// sync 5 and 6: tells the process to exec, and returns once `execve` succeeded.
     pub fn start(self) -> Result<(), SpawnError> {
         const STEP: &str = "start the container process";
         protocol::send_sync(&self.sync, &SyncMessage::Start)

@@ -10,13 +10,22 @@
 //! The sync sequence, numbered the same way where each side implements it:
 //! 1. helper → daemon: `Spawned { pid, helper }` with the init's pidfd (or `Failed`); the helper
 //!    exits right after, and the daemon waits for its reap so no helper outlives a Create.
-//! 2. init → daemon: `Ready` once every setup step is done (or `Failed`).
-//! 3. daemon → init: `Start`.
-//! 4. init: `execve`. The init's end is close-on-exec, so end-of-file on the daemon's end means
-//!    `execve` succeeded; otherwise the init sends `Failed` first.
+//! 2. init → daemon: `RuntimeHooks`, only when the spec has `prestart` or `createRuntime`
+//!    hooks: the mounts are done, pivot_root is not; the daemon runs those hooks through a
+//!    spawner `Hooks` request (in the runtime's namespaces).
+//! 3. daemon → init: `HooksRan`; on a failed hook the daemon closes its end instead (and fails
+//!    Create), and the init exits. The init then runs `createContainer` and pivots.
+//! 4. init → daemon: `Ready` once every setup step is done (or `Failed`).
+//! 5. daemon → init: `Start`.
+//! 6. init: runs `startContainer`, then `execve`. The init's end is close-on-exec, so
+//!    end-of-file on the daemon's end means `execve` succeeded; otherwise the init sends
+//!    `Failed` first.
 //!
-//! Sync 1 and 2 come from two processes racing on one socket: the daemon accepts `Ready`
-//! (or `Failed`) before `Spawned`.
+//! Sync 1 and 2 (or 4) come from two processes racing on one socket: the daemon accepts
+//! `RuntimeHooks`, `Ready` (or `Failed`) before `Spawned`.
+//!
+//! A `Hooks` request (a hook runner, for `prestart`/`createRuntime` at sync 2, `poststart`
+//! after Start, `poststop` at Delete) has one sync message: runner → daemon `HooksDone`.
 //!
 //! Records are JSON: the spec already has a serde form, and a record is decoded once per container.
 
@@ -27,6 +36,7 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Cgroup;
+use crate::container::hooks::HookKind;
 use crate::container::namespaces::NamespacePlan;
 use crate::container::{ExecConfig, InitConfig};
 
@@ -56,6 +66,15 @@ pub enum SpawnRequest {
         /// own, which the exec then joins too (joining one's own user namespace is an error).
         join_also: u64,
     },
+    /// Run hooks of one kind in the runtime's namespaces: the spawner clones a hook runner
+    /// (`CLONE_PARENT`, so the daemon reaps it) that runs them in order and answers
+    /// `HooksDone`. Only the sync socket travels with it.
+    Hooks {
+        kind: HookKind,
+        hooks: Vec<oci_spec::runtime::Hook>,
+        /// The state JSON for the hooks' stdin.
+        state: String,
+    },
 }
 
 impl SpawnRequest {
@@ -64,6 +83,7 @@ impl SpawnRequest {
         match self {
             SpawnRequest::Init { .. } => 4,
             SpawnRequest::Exec { .. } => 5,
+            SpawnRequest::Hooks { .. } => 1,
         }
     }
 }
@@ -74,11 +94,18 @@ pub enum SyncMessage {
     /// Sync 1: the init exists; its host pid (its pidfd travels with this record) and the pid of
     /// the helper that sent this and is exiting.
     Spawned { pid: i32, helper: i32 },
-    /// Sync 2: setup finished; the init waits for `Start`. The warnings name what the setup
+    /// Sync 2: the init's mounts are done; run the `prestart` and `createRuntime` hooks.
+    RuntimeHooks,
+    /// Sync 3: they ran; go on (`createContainer`, pivot_root, the rest of the setup).
+    HooksRan,
+    /// Sync 4: setup finished; the init waits for `Start`. The warnings name what the setup
     /// skipped, for the daemon's log (the init has no logger).
     Ready { warnings: Vec<String> },
-    /// 3. Go ahead and `execve`.
+    /// 5. Go ahead and `execve` (after the `startContainer` hooks).
     Start,
+    /// A hook runner's answer: its pid (the daemon waits for its reap) and the first failed
+    /// hook's error, if any.
+    HooksDone { runner: i32, error: Option<String> },
     /// A step failed; the text names the step, the path or value and the errno.
     Failed { error: String },
 }

@@ -24,6 +24,7 @@ use super::clone::{Cloned, clone_sibling, pidfd_send_signal};
 use super::protocol::{self, SpawnRequest, SyncMessage};
 use super::userns;
 use crate::cgroups::Cgroup;
+use crate::container::hooks::{HookKind, run_hooks};
 use crate::container::lsm::{HostProc, asks_labels};
 use crate::container::namespaces::{NamespaceKind, NamespacePlan};
 use crate::container::process_attrs::set_oom_score_adj;
@@ -113,10 +114,37 @@ fn handle_request(channel: RawFd, request: SpawnRequest, fds: Vec<OwnedFd>) {
         return;
     }
     match clone_sibling(0, false, None) {
-        Ok(Cloned::Child) => run_helper(channel, request, fds),
+        Ok(Cloned::Child) => match request {
+            SpawnRequest::Hooks { kind, hooks, state } => {
+                run_hook_runner(channel, kind, &hooks, &state, &fds[0])
+            }
+            request => run_helper(channel, request, fds),
+        },
         Ok(Cloned::Parent { .. }) => {} // The request's fds close here: the helper has them.
         Err(e) => fail(&fds[0], format!("clone helper: {e}")),
     }
+}
+
+/// A hook runner: a clone of the spawner, so in the runtime's namespaces and cgroup and
+/// single-threaded; runs the hooks in order (each a child it waits for, bounded by its
+/// timeout), answers `HooksDone` and exits. Its parent is the daemon, which reaps it.
+fn run_hook_runner(
+    channel: RawFd,
+    kind: HookKind,
+    hooks: &[oci_spec::runtime::Hook],
+    state: &str,
+    sync: &OwnedFd,
+) -> ! {
+    // SAFETY: the channel is the spawner's; the hooks must not inherit it (they get only
+    // their stdio anyway).
+    unsafe { libc::close(channel) };
+    let _ = prctl::set_name(c"sibling-hooks");
+    let error = run_hooks(kind, hooks, state).err();
+    let done = SyncMessage::HooksDone {
+        runner: nix::unistd::getpid().as_raw(),
+        error,
+    };
+    exit_now(i32::from(protocol::send_sync(sync, &done).is_err()))
 }
 
 /// The per-request helper: joins what the new process must join, clones it, reports it, exits.
@@ -147,6 +175,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                 .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
             clone_flags(namespaces),
         ),
+        SpawnRequest::Hooks { .. } => exit_now(1),
         SpawnRequest::Exec {
             cgroup,
             config,
@@ -169,7 +198,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     };
     let id_maps = match &request {
         SpawnRequest::Init { namespaces, .. } => namespaces.id_mappings.as_ref(),
-        SpawnRequest::Exec { .. } => None,
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => None,
     };
     let gate = match id_maps.map(|_| userns::gate()).transpose() {
         Ok(gate) => gate,
@@ -188,7 +217,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                 exit_now(1)
             }
         },
-        SpawnRequest::Exec { .. } => IdmappedTrees::default(),
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => IdmappedTrees::default(),
     };
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => {
@@ -216,6 +245,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                     run_init(&config, sync, stdio, idmapped)
                 }
                 SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio, host_proc),
+                SpawnRequest::Hooks { .. } => exit_now(1),
             }
         }
         Ok(Cloned::Parent { pid, pidfd }) => {
@@ -355,10 +385,24 @@ fn join_cgroup_namespace(init_pidfd: &OwnedFd) -> Result<(), String> {
     Ok(())
 }
 
-/// The container init: setup, sync 2 (ready), sync 3 (wait for start), sync 4 (execve).
+/// The container init: setup (with sync 2 and 3 around the runtime's hooks when the spec has
+/// any), sync 4 (ready), sync 5 (wait for start), sync 6 (startContainer hooks, execve).
 fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3], idmapped: IdmappedTrees) -> ! {
-    let prepared = crate::container::init::prepare(config, stdio, idmapped);
+    let mut runtime_hooks = || runtime_hooks(&sync);
+    let prepared = crate::container::init::prepare(config, stdio, idmapped, &mut runtime_hooks);
     run_prepared(prepared, sync)
+}
+
+/// Sync 2 and 3: asks the daemon to run the `prestart` and `createRuntime` hooks and waits
+/// until they ran. The daemon closes the socket when one failed (its Create reports it).
+fn runtime_hooks(sync: &OwnedFd) -> Result<(), String> {
+    protocol::send_sync(sync, &SyncMessage::RuntimeHooks)
+        .map_err(|e| format!("ask for the runtime's hooks: {e}"))?;
+    match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+        Ok((SyncMessage::HooksRan, _)) => Ok(()),
+        Ok((other, _)) => Err(format!("runtime hooks: unexpected message {other:?}")),
+        Err(e) => Err(format!("runtime hooks: {e}")),
+    }
 }
 
 /// An exec'd process: the same sync steps after the process-level setup.
@@ -386,7 +430,7 @@ fn run_prepared(
     let ready = SyncMessage::Ready {
         warnings: exec.warnings().to_vec(),
     };
-    // sync 2, with the terminal's master when the process has one.
+    // sync 4, with the terminal's master when the process has one.
     let console: Vec<RawFd> = exec.console().iter().map(|fd| fd.as_raw_fd()).collect();
     if protocol::send(sync.as_raw_fd(), &ready, &console).is_err() {
         exit_now(1);
