@@ -19,7 +19,10 @@ use common::{
     unique_id,
 };
 
-for_each_runtime!(cni_network_from_hooks_like_nerdctl);
+for_each_runtime!(
+    cni_network_from_hooks_like_nerdctl,
+    every_hook_kind_runs_once_in_order
+);
 
 const CNI_PATH: &str = "/usr/lib/cni";
 
@@ -135,4 +138,109 @@ fn cni_network_from_hooks_like_nerdctl(runtime: &str) {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "IPAM leases left: {left:?}");
+}
+
+/// Every hook kind runs once, in the lifecycle's order, with the container's state on stdin,
+/// in the namespace the runtime spec names: prestart, createRuntime, poststart and poststop in
+/// the runtime's mount namespace, createContainer and startContainer in the container's.
+fn every_hook_kind_runs_once_in_order(runtime: &str) {
+    let Some(c) = containerd(runtime) else { return };
+    let id = unique_id("hookorder");
+    let dir = c.dir().join(format!("hooks-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A hook appends "<kind> <id from its state> <mount namespace>" to order; `hookdir` is the
+    // directory as the hook sees it (the host's, or the bind mount in the container's root).
+    let hook = |kind: &str, hookdir: &str| {
+        let script = format!(
+            "state=$(cat); \
+             sid=$(echo \"$state\" | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p'); \
+             echo \"{kind} $sid $(readlink /proc/self/ns/mnt)\" >> {hookdir}/order"
+        );
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "timeout": 30,
+        })
+    };
+    let host = dir.display().to_string();
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-bundles/echo/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(template).unwrap()).unwrap();
+    // /home exists (empty) in the shared read-only rootfs: the bind mount needs no new directory.
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo ran >> /home/order"]);
+    spec["root"] = serde_json::json!({"path": rootfs_dir(), "readonly": true});
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/home", "type": "bind", "source": host,
+            "options": ["rbind", "rw"],
+        }));
+    spec["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart", &host)],
+        "createRuntime": [hook("createRuntime", &host)],
+        // Before pivot_root: the container's mounts, under its root as the host path names it.
+        "createContainer": [hook(
+            "createContainer",
+            &format!("{}/home", rootfs_dir().display()),
+        )],
+        "startContainer": [hook("startContainer", "/home")],
+        "poststart": [hook("poststart", &host)],
+        "poststop": [hook("poststop", &host)],
+    });
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NAMESPACE}/{id}"));
+    let config = dir.join("config.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let r = c.run_config(&config, &id);
+    assert_eq!(r.code, 0, "{r}");
+    let leaks = c.leaks(&[&id]);
+    assert!(leaks.is_empty(), "leaked: {leaks:?}\n{r}");
+    let order = std::fs::read_to_string(dir.join("order")).unwrap_or_default();
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let host_mnt = host_mnt.to_string_lossy();
+    let lines: Vec<Vec<&str>> = order.lines().map(|l| l.split(' ').collect()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l[0]).collect();
+    // Each kind once, and the order the lifecycle fixes. poststart runs once the program was
+    // started, as Start returns: runc's poststart may even come before the init's startContainer
+    // has finished, so only its place after createContainer and before poststop is checked.
+    let at = |kind: &str| {
+        let found: Vec<usize> = kinds
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == kind)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "{kind} ran {} times: {order}", found.len());
+        found[0]
+    };
+    let chain = [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "ran",
+    ];
+    for pair in chain.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{} after {}: {order}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert!(at("createContainer") < at("poststart"), "{order}");
+    assert!(at("poststart") < at("poststop"), "{order}");
+    assert!(at("ran") < at("poststop"), "{order}");
+    assert_eq!(kinds.len(), 7, "{order}");
+    for line in lines.iter().filter(|l| l[0] != "ran") {
+        assert_eq!(line.get(1).copied(), Some(id.as_str()), "state id: {order}");
+        let in_host = line.get(2).copied() == Some(&*host_mnt);
+        let container_side = matches!(line[0], "createContainer" | "startContainer");
+        assert_eq!(
+            in_host, !container_side,
+            "{} ran in the wrong mount namespace: {order}",
+            line[0]
+        );
+    }
 }
