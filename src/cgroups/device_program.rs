@@ -219,7 +219,8 @@ struct GetFdByIdAttr {
     open_flags: u32,
 }
 
-/// `bpf(cmd, attr, sizeof attr)`.
+/// `bpf(cmd, attr, sizeof attr)`. Raw because neither nix nor rustix wraps bpf(2), and the
+/// crates that do (aya, libbpf-rs) are large for one small device program.
 ///
 /// # Safety
 /// `attr` must be the `bpf_attr` prefix `cmd` expects, and every pointer in it valid for what

@@ -59,6 +59,7 @@ pub fn set_io_priority(io: &LinuxIOPriority) -> Result<(), InitError> {
         )));
     }
     let value = (class << IOPRIO_CLASS_SHIFT) | level;
+    // Raw because neither nix nor rustix wraps ioprio_set.
     // SAFETY: ioprio_set takes three integers; 0 is this process.
     let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
     if ret == -1 {
@@ -117,6 +118,8 @@ pub fn set_scheduler(scheduler: &Scheduler) -> Result<(), InitError> {
         period: scheduler.period().unwrap_or(0),
         ..SchedAttr::default()
     };
+    // Raw because no crate wraps sched_setattr (nix and rustix have sched_setscheduler only,
+    // without the deadline parameters and flags).
     // SAFETY: `attr` is a valid sched_attr whose size field is its size; pid 0 is this thread.
     let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     if ret == -1 {
@@ -136,15 +139,14 @@ pub fn set_personality(personality: &LinuxPersonality) -> Result<(), InitError> 
             "linux.personality.flags are not supported".into(),
         ));
     }
-    let domain: libc::c_ulong = match personality.domain() {
+    let domain: libc::c_int = match personality.domain() {
         LinuxPersonalityDomain::PerLinux => 0x0000,
         LinuxPersonalityDomain::PerLinux32 => 0x0008,
     };
-    // SAFETY: personality takes one integer.
-    if unsafe { libc::personality(domain) } == -1 {
-        return Err(attr_error("personality (linux.personality)", Errno::last()));
-    }
-    Ok(())
+    // nix names the flags only; the execution domain is kept as bits (PER_LINUX32 is 0x0008).
+    nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(domain))
+        .map(drop)
+        .map_err(|errno| attr_error("personality (linux.personality)", errno))
 }
 
 fn attr_error(step: &'static str, errno: Errno) -> InitError {

@@ -5,18 +5,22 @@
 //! process's stdio and controlling terminal; the master travels to the daemon with "ready",
 //! and the daemon copies between it and containerd's FIFOs.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::stat::{SFlag, fstat};
 use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
-use nix::unistd::dup2_stdin;
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+use rustix::pty::{self, OpenptFlags};
 
 use super::error::InitError;
 use super::in_root::RootDir;
-use super::sys::{RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, bind_fd_onto, openat2};
+use super::sys::{
+    RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, bind_fd_onto, from_rustix, openat2,
+    set_controlling_terminal,
+};
 
 /// Creates the pty, installs its slave as stdio and controlling terminal, binds it over
 /// `/dev/console` when asked (the init), and returns the master.
@@ -33,35 +37,22 @@ pub fn create_console(bind_dev_console: bool) -> Result<OwnedFd, InitError> {
 }
 
 fn open_master() -> Result<OwnedFd, InitError> {
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: posix_openpt takes flags only and returns a new descriptor or -1.
-    let fd = unsafe { libc::posix_openpt(flags) };
-    if fd == -1 {
-        return Err(console_error("open /dev/ptmx".into(), Errno::last()));
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    pty::openpt(flags).map_err(|errno| console_error("open /dev/ptmx".into(), from_rustix(errno)))
 }
 
 /// The slave, straight from the master (TIOCGPTPEER), never by its path: the image controls
 /// the container's /dev, and a path could be swapped for another file between the lookup and
 /// the bind over /dev/console (CVE-2025-52565). Checked to be on a devpts.
 fn open_slave(master: &OwnedFd) -> Result<OwnedFd, InitError> {
-    // SAFETY: unlockpt on a pty master we own.
-    if unsafe { libc::unlockpt(master.as_raw_fd()) } == -1 {
-        return Err(console_error("unlockpt".into(), Errno::last()));
-    }
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
-    if fd == -1 {
-        return Err(console_error(
+    pty::unlockpt(master).map_err(|errno| console_error("unlockpt".into(), from_rustix(errno)))?;
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let slave = pty::ioctl_tiocgptpeer(master, flags).map_err(|errno| {
+        console_error(
             "open the terminal's slave (TIOCGPTPEER)".into(),
-            Errno::last(),
-        ));
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+            from_rustix(errno),
+        )
+    })?;
     let on_devpts = fstatfs(&slave)
         .map_err(|errno| console_error("statfs the terminal's slave".into(), errno))?
         .filesystem_type()
@@ -118,24 +109,11 @@ fn bind_over_dev_console(slave: &OwnedFd) -> Result<(), InitError> {
 /// session leader when its stdio was installed).
 fn install_slave(slave: &OwnedFd) -> Result<(), InitError> {
     dup2_stdin(slave).map_err(|errno| console_error("dup2 terminal to stdin".into(), errno))?;
-    for target in [1, 2] {
-        // SAFETY: dup2 onto stdout/stderr of this single-threaded process.
-        if unsafe { libc::dup2(slave.as_raw_fd(), target) } == -1 {
-            return Err(console_error(
-                format!("dup2 terminal to fd {target}"),
-                Errno::last(),
-            ));
-        }
-    }
-    let stdin = std::io::stdin();
-    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal) on a tty we hold.
-    if unsafe { libc::ioctl(stdin.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) } == -1 {
-        return Err(console_error(
-            "make the terminal controlling (TIOCSCTTY)".into(),
-            Errno::last(),
-        ));
-    }
-    Ok(())
+    dup2_stdout(slave).map_err(|errno| console_error("dup2 terminal to fd 1".into(), errno))?;
+    dup2_stderr(slave).map_err(|errno| console_error("dup2 terminal to fd 2".into(), errno))?;
+    // TIOCSCTTY with 0: never steal the terminal from another session.
+    set_controlling_terminal(std::io::stdin().as_fd())
+        .map_err(|errno| console_error("make the terminal controlling (TIOCSCTTY)".into(), errno))
 }
 
 fn console_error(step: String, errno: Errno) -> InitError {

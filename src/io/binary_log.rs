@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use crate::container::sys::{close_range_cloexec, reset_all_signal_dispositions};
 use std::time::Duration;
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::pipe2;
@@ -130,9 +130,7 @@ pub fn start_logger(
 }
 
 fn high_dup(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
-    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
-    // SAFETY: fcntl just made this descriptor for us alone.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 10)?)
 }
 
 /// The logger is ready when it closes or writes to fd 5.

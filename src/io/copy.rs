@@ -33,6 +33,8 @@ impl OutputSink {
     /// Closes the FIFO for its reader (end-of-file), keeping the descriptor number ours.
     pub fn release(&self) {
         if let Ok(null) = File::options().write(true).open("/dev/null") {
+            // Raw because the safe dup2s (nix, rustix) want the target as `&mut OwnedFd`, and
+            // the sink is shared with its copy thread.
             // SAFETY: dup2 onto a descriptor this sink owns for as long as it lives; the
             // open file description it held is released once no write uses it any more.
             unsafe { libc::dup2(null.as_raw_fd(), self.file.as_raw_fd()) };

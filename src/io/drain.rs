@@ -8,20 +8,16 @@
 //! on inotify for the reader's reads (IN_ACCESS) in between, never polling on a timer.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 /// Bytes written to the FIFO that no reader has taken yet.
 fn unread_bytes(keeper: &File) -> usize {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer, which is valid for the call.
-    let ret = unsafe { libc::ioctl(keeper.as_raw_fd(), libc::FIONREAD, &mut count) };
-    if ret == -1 { 0 } else { count.max(0) as usize }
+    rustix::io::ioctl_fionread(keeper).map_or(0, |count| count as usize)
 }
 
 /// Waits until the FIFO at `path` (whose read end `keeper` the daemon holds) is empty, or

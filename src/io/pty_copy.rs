@@ -8,10 +8,8 @@
 //! process.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-
-use nix::libc;
 
 use super::copy::{OutputSink, start_copy};
 
@@ -35,17 +33,13 @@ impl Console {
 
     /// ResizePty.
     pub fn resize(&self, width: u32, height: u32) -> std::io::Result<()> {
-        let size = libc::winsize {
+        let size = rustix::termios::Winsize {
             ws_row: height.min(u32::from(u16::MAX)) as u16,
             ws_col: width.min(u32::from(u16::MAX)) as u16,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ reads one winsize through the pointer, valid for the call.
-        let ret = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-        if ret == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        // TIOCSWINSZ.
+        rustix::termios::tcsetwinsize(&self.master, size).map_err(std::io::Error::from)
     }
 }

@@ -16,23 +16,17 @@
 //! The spawner also makes itself non-dumpable (see `spawn::spawner`), so a container process
 //! cannot open `/proc/<pid>/exe` or the memory of a process that is still this binary.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::libc;
+use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl, openat};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::stat::Mode;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
 
-/// `<linux/mount.h>` constants (the libc crate has the syscall numbers only).
-const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
-const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+use crate::container::sys::from_rustix;
 
 /// How the executable was sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,20 +61,12 @@ pub fn overlay_view(exe: &Path) -> Result<OwnedFd, String> {
     let mounted = mount_overlay(dir, &empty);
     let _ = std::fs::remove_dir(&empty);
     let mount = mounted?;
-    let name = CString::new(name.as_bytes()).map_err(|_| "NUL in the binary's name".to_string())?;
-    // SAFETY: openat on a mount fd we own, with a valid C string; the result is checked.
-    let fd = unsafe {
-        libc::openat(
-            mount.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("open the binary on the overlay: {}", Errno::last()));
+    if name.as_bytes().contains(&0) {
+        return Err("NUL in the binary's name".to_string());
     }
-    // SAFETY: a fresh descriptor that only we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    openat(&mount, name, flags, Mode::empty())
+        .map_err(|errno| format!("open the binary on the overlay: {errno}"))
 }
 
 fn empty_dir() -> Result<PathBuf, String> {
@@ -92,75 +78,31 @@ fn empty_dir() -> Result<PathBuf, String> {
 
 /// The overlay as a detached mount (fsopen, fsconfig, fsmount): no namespace ever sees it.
 fn mount_overlay(dir: &Path, empty: &Path) -> Result<OwnedFd, String> {
-    // SAFETY: fsopen with a valid C string; the result is checked.
-    let context = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
-    if context < 0 {
-        return Err(format!("fsopen overlay: {}", Errno::last()));
-    }
-    // SAFETY: a fresh descriptor that only we own.
-    let context = unsafe { OwnedFd::from_raw_fd(context as i32) };
+    let context = rustix::mount::fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|errno| format!("fsopen overlay: {}", from_rustix(errno)))?;
     // The binary's directory on top, so a file of the same name in the other layer cannot
     // hide it.
     let lower = format!("{}:{}", escape_layer(dir), escape_layer(empty));
     set_string(&context, c"lowerdir", &lower)?;
     // Only to keep overlayfs from logging about inode numbers across filesystems.
     let _ = set_string(&context, c"xino", "off");
-    // SAFETY: fsconfig on our context fd with no key or value.
-    let created = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            context.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if created < 0 {
-        return Err(format!(
-            "create overlay (lowerdir={lower}): {}",
-            Errno::last()
-        ));
-    }
-    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    // SAFETY: fsmount on our configured context; the result is checked.
-    let mount = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            context.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            attrs,
-        )
-    };
-    if mount < 0 {
-        return Err(format!("fsmount overlay: {}", Errno::last()));
-    }
-    // SAFETY: a fresh descriptor that only we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(mount as i32) })
+    rustix::mount::fsconfig_create(&context)
+        .map_err(|errno| format!("create overlay (lowerdir={lower}): {}", from_rustix(errno)))?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV;
+    rustix::mount::fsmount(&context, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|errno| format!("fsmount overlay: {}", from_rustix(errno)))
 }
 
 fn set_string(context: &OwnedFd, key: &std::ffi::CStr, value: &str) -> Result<(), String> {
-    let value = CString::new(value).map_err(|_| "NUL in an overlay option".to_string())?;
-    // SAFETY: fsconfig with valid C strings that outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            context.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    if ret < 0 {
-        return Err(format!(
-            "fsconfig {}={}: {}",
-            key.to_string_lossy(),
-            value.to_string_lossy(),
-            Errno::last()
-        ));
+    if value.contains('\0') {
+        return Err("NUL in an overlay option".to_string());
     }
-    Ok(())
+    rustix::mount::fsconfig_set_string(context, key, value).map_err(|errno| {
+        let key = key.to_string_lossy();
+        format!("fsconfig {key}={value}: {}", from_rustix(errno))
+    })
 }
 
 /// A path as one overlayfs layer: `\` and `:` escaped.
@@ -172,30 +114,29 @@ fn escape_layer(path: &Path) -> String {
 
 /// A copy of `exe` in a memfd, sealed against every change.
 pub fn memfd_copy(exe: &Path) -> Result<OwnedFd, String> {
-    // SAFETY: memfd_create with a valid C string; the result is checked.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"containerd-shim-sibling-v2".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", Errno::last()));
-    }
-    // SAFETY: a fresh descriptor that only we own.
-    let mut copy = unsafe { File::from_raw_fd(fd) };
+    let fd = memfd_create(
+        c"containerd-shim-sibling-v2",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|errno| format!("memfd_create: {errno}"))?;
+    let mut copy = File::from(fd);
     let mut source = File::open(exe).map_err(|e| format!("open {}: {e}", exe.display()))?;
     std::io::copy(&mut source, &mut copy).map_err(|e| format!("copy into the memfd: {e}"))?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl on a descriptor we own.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(format!("seal the memfd: {}", Errno::last()));
-    }
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))
+        .map_err(|errno| format!("seal the memfd: {errno}"))?;
     Ok(copy.into())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
+    use nix::libc;
+
     use super::*;
 
     /// What an attacker does with /proc/<pid>/exe: reopen the magic link for writing.

@@ -65,6 +65,8 @@ pub fn clone_sibling(
         args.flags |= libc::CLONE_PIDFD as u64;
         args.pidfd = &mut pidfd as *mut libc::c_int as u64;
     }
+    // Raw because no crate wraps clone3 with CLONE_PARENT, CLONE_INTO_CGROUP and CLONE_PIDFD
+    // together (nix has clone(2) with a caller-given stack only; rustix has no clone).
     // SAFETY: `args` is a valid clone_args of the size we pass, `pidfd` outlives the call, and no
     // stack is given, so the child continues on a private copy of this stack like after fork().
     let ret = unsafe {

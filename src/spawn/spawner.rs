@@ -16,6 +16,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::libc;
+use nix::sched::CloneFlags;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid, fork, getppid};
@@ -149,8 +150,9 @@ fn run_hook_runner(
 
 /// The per-request helper: joins what the new process must join, clones it, reports it, exits.
 fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> ! {
-    // SAFETY: the channel is the spawner's; the init must not inherit it.
-    unsafe { libc::close(channel) };
+    // The channel is the spawner's (a bare number no OwnedFd holds); the init must not
+    // inherit it.
+    let _ = nix::unistd::close(channel);
     let _ = prctl::set_name(c"sibling-helper");
     // fds: sync, stdin, stdout, stderr[, init pidfd] (checked by handle_request).
     let init_pidfd = (fds.len() == 5).then(|| fds.remove(4));
@@ -308,11 +310,9 @@ fn clone_flags(namespaces: &NamespacePlan) -> u64 {
 /// unshare(CLONE_NEWTIME) (the helper's next child goes into the new namespace) and writes
 /// the offsets while the namespace is still empty.
 fn create_time_namespace(offsets: &[String]) -> Result<(), String> {
-    let time = NamespaceKind::Time.clone_flag() as libc::c_int;
-    // SAFETY: unshare with one flag; it changes only this single-threaded helper.
-    if unsafe { libc::unshare(time) } == -1 {
-        return Err(format!("create a time namespace: {}", nix::Error::last()));
-    }
+    let time = CloneFlags::from_bits_retain(NamespaceKind::Time.clone_flag() as libc::c_int);
+    // It changes only this single-threaded helper.
+    nix::sched::unshare(time).map_err(|errno| format!("create a time namespace: {errno}"))?;
     let text = offsets.join("\n") + "\n";
     std::fs::write("/proc/self/timens_offsets", &text)
         .map_err(|e| format!("write timens_offsets ({}): {e}", offsets.join(", ")))
@@ -364,25 +364,19 @@ fn enter_container_of(
         | nix::libc::CLONE_NEWNET
         | nix::libc::CLONE_NEWIPC
         | nix::libc::CLONE_NEWUTS;
-    // SAFETY: setns on a pidfd we own; it changes only this single-threaded helper.
-    if unsafe { nix::libc::setns(init_pidfd.as_raw_fd(), flags) } == -1 {
-        let errno = nix::Error::last();
-        return Err(format!(
-            "join the container's namespaces (setns on the init's pidfd): {errno}"
-        ));
-    }
+    // It changes only this single-threaded helper.
+    nix::sched::setns(init_pidfd, CloneFlags::from_bits_retain(flags)).map_err(|errno| {
+        format!("join the container's namespaces (setns on the init's pidfd): {errno}")
+    })?;
     Ok(into_cgroup)
 }
 
 /// An exec process, just cloned into the container's cgroup, joins the init's cgroup
 /// namespace (its root is then the container's cgroup, as for the init).
 fn join_cgroup_namespace(init_pidfd: &OwnedFd) -> Result<(), String> {
-    // SAFETY: setns on a pidfd we own; it changes only this single-threaded process.
-    if unsafe { libc::setns(init_pidfd.as_raw_fd(), libc::CLONE_NEWCGROUP) } == -1 {
-        let errno = nix::Error::last();
-        return Err(format!("join the container's cgroup namespace: {errno}"));
-    }
-    Ok(())
+    // It changes only this single-threaded process.
+    nix::sched::setns(init_pidfd, CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|errno| format!("join the container's cgroup namespace: {errno}"))
 }
 
 /// The container init: setup (with sync 2 and 3 around the runtime's hooks when the spec has
@@ -475,6 +469,7 @@ fn close_fds_except(keep: RawFd) {
         if first > last {
             continue;
         }
+        // Raw because neither nix nor rustix wraps close_range.
         // SAFETY: close_range only closes descriptors of this single-threaded process; the
         // ones we keep are outside the ranges.
         let ret = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
