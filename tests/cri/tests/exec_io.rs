@@ -418,7 +418,10 @@ async fn the_exec_requests_terminal_decides_and_no_output_is_lost() {
     for terminal in [true, false] {
         // The inverse (spec asks, request does not) once per runtime is enough to compare.
         let times = if terminal { TERMINAL_EXECS } else { 3 };
-        let runc = seq_execs(&mut api, &containerd, RUNC, terminal, times).await;
+        // The reference proves the expectation in fewer runs: runc.v2's shim once reported an
+        // exec of this loop killed (137) on a loaded machine, which is not what is under test.
+        let runc_times = times.min(10);
+        let runc = seq_execs(&mut api, &containerd, RUNC, terminal, runc_times).await;
         let sibling = seq_execs(&mut api, &containerd, SIBLING, terminal, times).await;
         let all_good = vec![("exit_status=0".to_owned(), expected_len(terminal), true)];
         assert_eq!(
