@@ -521,24 +521,7 @@ fn delete_action_cleans_up_after_a_killed_shim() {
     )
     .unwrap();
     assert!(wait_pidfd(&shim_fd, Duration::from_secs(10)));
-    let out = std::process::Command::new(SHIM)
-        .args([
-            "-namespace",
-            NAMESPACE,
-            "-id",
-            id,
-            "-address",
-            &fake.address(),
-        ])
-        .arg("delete")
-        .current_dir(&bundle)
-        .output()
-        .expect("run delete");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fake.run_delete_action(id, &bundle);
     let socket = shim.address.trim_start_matches("unix://");
     assert!(
         !Path::new(socket).exists(),
@@ -2398,24 +2381,7 @@ fn poststop_runs_in_the_delete_action_after_a_killed_shim() {
     .unwrap();
     assert!(wait_pidfd(&shim_fd, Duration::from_secs(10)));
     assert!(!log.join("order").exists(), "poststop before delete");
-    let out = std::process::Command::new(SHIM)
-        .args([
-            "-namespace",
-            NAMESPACE,
-            "-id",
-            id,
-            "-address",
-            &fake.address(),
-        ])
-        .arg("delete")
-        .current_dir(&bundle)
-        .output()
-        .expect("run delete");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fake.run_delete_action(id, &bundle);
     let state = read_state(&log, "poststop");
     assert_eq!(state["status"], "stopped");
     assert_eq!(state["id"], id);

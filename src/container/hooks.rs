@@ -30,6 +30,8 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use oci_spec::runtime::{Hook, Hooks, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::spawn::clone::CloneArgs;
+
 /// The runtime-spec version the state JSON complies with.
 pub const STATE_OCI_VERSION: &str = "1.2.0";
 
@@ -329,20 +331,6 @@ fn spawn(program: &Program, stdio: [RawFd; 3]) -> Result<OwnedFd, String> {
         // SAFETY: with CLONE_PIDFD the kernel stored a fresh descriptor only we own.
         _ => Ok(unsafe { OwnedFd::from_raw_fd(pidfd) }),
     }
-}
-
-/// `struct clone_args` (version 0, 64 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
 }
 
 /// In the cloned child: stdio from `stdio`, nothing else open, default signal dispositions,

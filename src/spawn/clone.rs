@@ -19,22 +19,23 @@ pub enum Cloned {
 /// From `<linux/sched.h>`; libc's constant is an i32 that overflows into the sign bit.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// `struct clone_args` from `<linux/sched.h>` (version 2, 88 bytes: up to `cgroup`).
+/// `struct clone_args` from `<linux/sched.h>` (version 2, 88 bytes: up to `cgroup`); also the
+/// hook runner's (`container::hooks`).
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
+pub(crate) struct CloneArgs {
+    pub(crate) flags: u64,
+    pub(crate) pidfd: u64,
+    pub(crate) child_tid: u64,
+    pub(crate) parent_tid: u64,
+    pub(crate) exit_signal: u64,
+    pub(crate) stack: u64,
+    pub(crate) stack_size: u64,
+    pub(crate) tls: u64,
     // Version 1 and 2 fields (88 bytes): set_tid, set_tid_size, cgroup.
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+    pub(crate) set_tid: u64,
+    pub(crate) set_tid_size: u64,
+    pub(crate) cgroup: u64,
 }
 
 /// Clones the calling process, fork-style (no shared memory, no new stack), with `flags`

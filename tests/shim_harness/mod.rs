@@ -270,6 +270,30 @@ impl FakeContainerd {
         shim
     }
 
+    /// Runs the shim's `delete` action for `id` in `bundle`, as containerd does after a daemon
+    /// died, and asserts it succeeded.
+    pub fn run_delete_action(&self, id: &str, bundle: &Path) -> std::process::Output {
+        let out = Command::new(SHIM)
+            .args([
+                "-namespace",
+                NAMESPACE,
+                "-id",
+                id,
+                "-address",
+                &self.address(),
+            ])
+            .arg("delete")
+            .current_dir(bundle)
+            .output()
+            .expect("run delete");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Runs `start` with `options` on its stdin and returns what it did.
     pub fn run_start(
         &self,
