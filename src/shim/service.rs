@@ -22,7 +22,7 @@ use super::error::TaskError;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
 use super::time::go_zero_time;
-use super::{Daemon, hooks, logger};
+use super::{Daemon, bundle_spec, hooks, logger};
 use crate::cgroups::DeviceRules;
 use crate::container::hooks::HookKind;
 use crate::io::StdioPaths;
@@ -261,6 +261,7 @@ impl TaskService {
         };
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
             .map_err(|e| TaskError::invalid(format!("update {}: resources: {e}", req.id)))?;
+        bundle_spec::refuse_unapplied_resources(&resources)?;
         let Some(cgroup) = &task.cgroup else {
             return Err(TaskError::precondition(format!(
                 "task {} has no cgroup",
