@@ -121,6 +121,7 @@ impl Task {
             personality,
             join_also,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
+            criu_path: options.criu_path.clone(),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
         task.state_file().save(&task);

@@ -7,6 +7,7 @@
 //! share). Nothing here runs in the spawner or a container process.
 
 pub mod bundle_spec;
+pub mod checkpoint;
 pub mod create;
 pub mod daemon;
 pub mod error;

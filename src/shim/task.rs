@@ -37,6 +37,8 @@ pub struct Task {
     /// them (the others they always join).
     pub join_also: u64,
     pub(super) rootfs_target: Option<PathBuf>,
+    /// The CRIU binary of the Create's runtime options (`criu_path`), for Checkpoint.
+    pub criu_path: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     pub(super) held: Mutex<Option<Held>>,
 }
