@@ -300,3 +300,115 @@ fn checkpoint_into_a_path_that_cannot_be_made_fails() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+/// Counts, and exits 42 once /tmp/stop exists.
+const STOPPABLE_COUNTER: &str = "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo $i > /tmp/count; echo $i; sleep 0.05; done; exit 42";
+
+#[test]
+#[ignore = "needs root"]
+fn checkpoint_with_exit_then_restore_into_a_new_container() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-restore");
+    let (a, b) = ("ckpt-a", "ckpt-b");
+    let bundle_a = fake.bundle(a, "echo", &["/bin/sh", "-c", STOPPABLE_COUNTER]);
+    let shim_a = fake.start_shim(a, &bundle_a);
+    let (stdout_a, lines_a) = fake.output_lines("a-stdout");
+    let mut req = fake.create_request(a, &bundle_a, &stdout_a);
+    req.options = Some(sibling_options(&criu())).into();
+    shim_a.task.create(ctx(), &req).expect("create a");
+    start(&shim_a, a).expect("start a");
+    assert!(
+        eventually(|| read_counter(&bundle_a) > 5),
+        "counter never moved"
+    );
+
+    let images = fake.dir.join("images");
+    let options = CheckpointOptions {
+        exit: true,
+        ..Default::default()
+    };
+    checkpoint(&shim_a, a, &images, Some(checkpoint_options(options))).expect("checkpoint");
+    assert_eq!(wait(&shim_a, a).exit_status, 137);
+    let last: u64 = lines_a
+        .try_iter()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .expect("a printed its count");
+    delete(&shim_a, a).expect("delete a");
+    shim_a.shutdown_and_wait();
+
+    let bundle_b = fake.bundle(b, "echo", &["/bin/sh", "-c", STOPPABLE_COUNTER]);
+    let shim_b = fake.start_shim(b, &bundle_b);
+    let (stdout_b, lines_b) = fake.output_lines("b-stdout");
+    let mut req = fake.create_request(b, &bundle_b, &stdout_b);
+    req.options = Some(sibling_options(&criu())).into();
+    req.checkpoint = images.display().to_string();
+    let created = shim_b.task.create(ctx(), &req).expect("restore");
+    let pid = created.pid;
+    assert_eq!(
+        status_field(pid, "PPid").as_deref(),
+        Some(shim_b.shim_pid().to_string().as_str()),
+        "the restored init is not the daemon's child"
+    );
+    // Stopped until Start.
+    assert_eq!(read_counter(&bundle_b), 0, "ran before Start");
+    start(&shim_b, b).expect("start b");
+    let first: u64 = lines_b
+        .recv_timeout(Duration::from_secs(10))
+        .expect("b prints")
+        .parse()
+        .expect("a number");
+    assert!(
+        first > last,
+        "the counter restarted: {first} after {last} before the checkpoint"
+    );
+    assert!(
+        eventually(|| read_counter(&bundle_b) > first + 2),
+        "restored counter does not move"
+    );
+    std::fs::write(bundle_b.join("rootfs/tmp/stop"), "").unwrap();
+    assert_eq!(wait(&shim_b, b).exit_status, 42);
+    let events = fake.events_for(b, 3);
+    let exit = events
+        .iter()
+        .find(|e| e.topic == "/tasks/exit")
+        .expect("TaskExit");
+    assert_eq!((exit.pid, exit.exit_status), (pid, Some(42)));
+    delete(&shim_b, b).expect("delete b");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "restored init left"
+    );
+    assert_released(&fake, b);
+    assert_released(&fake, a);
+    shim_b.shutdown_and_wait();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn restore_of_a_missing_image_fails_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-missing");
+    let id = "ckpt-missing";
+    let bundle = fake.bundle(id, "echo", &["/bin/sleep", "100"]);
+    let shim = fake.start_shim(id, &bundle);
+    let mut req = fake.create_request(id, &bundle, "");
+    req.options = Some(sibling_options(&criu())).into();
+    req.checkpoint = fake.dir.join("no-such-images").display().to_string();
+    let err = shim
+        .task
+        .create(ctx(), &req)
+        .expect_err("restore of nothing");
+    assert_eq!(rpc_code(&err), Code::NOT_FOUND, "{err:?}");
+    assert!(
+        rpc_message(&err).contains("no-such-images"),
+        "{}",
+        rpc_message(&err)
+    );
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}

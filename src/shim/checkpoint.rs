@@ -188,6 +188,29 @@ pub struct Description {
     pub terminal: bool,
     /// The namespaces the dump declared external (`net`), restored as given.
     pub empty_namespaces: Vec<String>,
+    /// Dump options a restore must repeat.
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+}
+
+impl Description {
+    /// The options dump and restore share.
+    pub fn add_flags(&self, command: &mut Command) {
+        if self.tcp_established {
+            command.arg("--tcp-established");
+        }
+        if self.ext_unix_sk {
+            command.arg("--ext-unix-sk");
+        }
+        if self.shell_job {
+            command.arg("--shell-job");
+        }
+        if self.file_locks {
+            command.arg("--file-locks");
+        }
+    }
 }
 
 /// The mounts of the init's mount namespace that CRIU must be told are external.
@@ -279,6 +302,10 @@ pub fn checkpoint(
         stdio,
         terminal: task.stdio.terminal,
         empty_namespaces: options.empty_namespaces.clone(),
+        tcp_established: options.open_tcp,
+        ext_unix_sk: options.external_unix_sockets,
+        shell_job: options.terminal || task.stdio.terminal,
+        file_locks: options.file_locks,
     };
 
     let mut command = Command::new(&criu);
@@ -298,18 +325,7 @@ pub fn checkpoint(
     if !options.exit {
         command.arg("--leave-running");
     }
-    if options.open_tcp {
-        command.arg("--tcp-established");
-    }
-    if options.external_unix_sockets {
-        command.arg("--ext-unix-sk");
-    }
-    if options.terminal || task.stdio.terminal {
-        command.arg("--shell-job");
-    }
-    if options.file_locks {
-        command.arg("--file-locks");
-    }
+    description.add_flags(&mut command);
     if let Some(cgroup) = &task.cgroup
         && let Some(freezer) = cgroup.v1_dir("freezer").or_else(|| cgroup.unified_dir())
     {

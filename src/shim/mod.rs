@@ -21,6 +21,7 @@ pub mod oom_watcher;
 pub mod options;
 pub mod process;
 pub mod reaper;
+pub mod restore;
 pub mod sealed_exe;
 pub mod service;
 pub mod shared;
