@@ -187,6 +187,10 @@ fn checkpoint_leaves_running_then_exits() {
     let options = CheckpointOptions {
         exit: true,
         image_path: images.display().to_string(),
+        empty_namespaces: vec!["network".into()],
+        file_locks: true,
+        open_tcp: true,
+        external_unix_sockets: true,
         ..Default::default()
     };
     checkpoint(&shim, id, Path::new(""), Some(checkpoint_options(options)))

@@ -186,7 +186,7 @@ pub struct Description {
     /// `pipe:[..]`), or None when CRIU restores it itself (a pty, /dev/null).
     pub stdio: Vec<Option<String>>,
     pub terminal: bool,
-    /// The namespaces the dump declared external (`net`), restored as given.
+    /// The namespaces dumped empty (`network`: restored as a new, empty one).
     pub empty_namespaces: Vec<String>,
     /// Dump options a restore must repeat.
     pub tcp_established: bool,
@@ -209,6 +209,10 @@ impl Description {
         }
         if self.file_locks {
             command.arg("--file-locks");
+        }
+        // runc's EmptyNs: the network namespace comes back new and empty.
+        if self.empty_namespaces.iter().any(|ns| ns == "network") {
+            command.args(["--empty-ns", "net"]);
         }
     }
 }
@@ -339,16 +343,6 @@ pub fn checkpoint(
     for key in description.stdio.iter().flatten() {
         if key.starts_with("file[") {
             command.arg("--external").arg(key);
-        }
-    }
-    for ns in &description.empty_namespaces {
-        if ns == "network" {
-            let ino = std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .map_err(|e| TaskError::internal(format!("stat the init's netns: {e}")))?;
-            command
-                .arg("--external")
-                .arg(format!("net[{ino}]:extRootNetNS"));
         }
     }
     log::info!("checkpoint {} into {}", task.id, images.display());
