@@ -34,6 +34,50 @@ use crate::cgroups::Cgroup;
 /// How long a restore may take before CRIU is killed.
 const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 
+/// Exit codes of the CRIU child before it became CRIU.
+const EXIT_CGROUP: i32 = 125;
+const EXIT_STDIO: i32 = 124;
+const EXIT_EXEC: i32 = 127;
+
+/// A program and its arguments as C strings, with the null-terminated pointer array `execv`
+/// takes, made before the fork (nothing may allocate after it).
+struct Argv {
+    _strings: Vec<CString>,
+    pointers: Vec<*const nix::libc::c_char>,
+}
+
+// SAFETY: the pointers point into the heap buffers of `_strings`, owned by the same value and
+// never changed; moving the value does not move those buffers.
+unsafe impl Send for Argv {}
+// SAFETY: as above; nothing mutates through the pointers.
+unsafe impl Sync for Argv {}
+
+impl Argv {
+    fn of(command: &Command) -> Result<Argv, TaskError> {
+        let strings: Vec<CString> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| TaskError::invalid(format!("restore: criu argument: {e}")))?;
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Ok(Argv {
+            _strings: strings,
+            pointers,
+        })
+    }
+
+    /// `execv`; returns only if it failed. Async-signal-safe: no allocation.
+    fn exec(&self) {
+        // SAFETY: a null-terminated array of pointers to live NUL-terminated strings, the
+        // first of them the program.
+        unsafe { nix::libc::execv(self.pointers[0], self.pointers.as_ptr()) };
+    }
+}
+
 /// What a restore needs from the Create.
 pub struct RestoreInput<'a> {
     pub spec: &'a Spec,
@@ -193,28 +237,32 @@ pub fn restore(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: the closure makes only async-signal-safe system calls (open, write, close, dup2)
-    // on buffers and fds prepared before the fork, which stay alive until spawn returns.
+    let argv = Argv::of(&command)?;
+    // SAFETY: the closure makes only async-signal-safe system calls (open, write, close, dup2,
+    // execv, _exit) on buffers and fds prepared before the fork, which stay alive until spawn
+    // returns. It never returns an error and execs itself: a failure after the fork must not
+    // reach std's error path, which waits for the child and would race the daemon's reaper.
     unsafe {
         command.pre_exec(move || {
             for path in &procs {
                 let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
                 if fd == -1 {
-                    return Err(std::io::Error::last_os_error());
+                    nix::libc::_exit(EXIT_CGROUP);
                 }
                 let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
                 nix::libc::close(fd);
                 if written != 1 {
-                    return Err(std::io::Error::last_os_error());
+                    nix::libc::_exit(EXIT_CGROUP);
                 }
             }
             // dup2 clears close-on-exec on the targets.
             for (target, source) in (3..).zip(&raw) {
                 if nix::libc::dup2(*source, target) == -1 {
-                    return Err(std::io::Error::last_os_error());
+                    nix::libc::_exit(EXIT_STDIO);
                 }
             }
-            Ok(())
+            argv.exec();
+            nix::libc::_exit(EXIT_EXEC)
         });
     }
     log::info!("restore {} from {}", req.id, images.display());
@@ -237,6 +285,18 @@ pub fn restore(
             )));
         }
     };
+    let why = match code as i32 {
+        EXIT_CGROUP => Some("could not enter the container's cgroup"),
+        EXIT_STDIO => Some("could not place the new stdio"),
+        EXIT_EXEC => Some("could not be executed"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        return Err(TaskError::internal(format!(
+            "restore: {} {why} (exit code {code})",
+            criu.display()
+        )));
+    }
     if code != 0 {
         // Whatever CRIU left behind is in the cgroup, which the failed Create removes.
         let _ = input.cgroup.kill_all(Signal::SIGKILL);
