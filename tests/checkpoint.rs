@@ -416,3 +416,77 @@ fn restore_of_a_missing_image_fails_and_leaves_nothing() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn terminal_container_checkpoint_and_its_restore_refused() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-tty");
+    let id = "ckpt-tty";
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", COUNTER]);
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, _lines) = fake.output_lines("tty-stdout");
+    let mut req = fake.create_request(id, &bundle, &stdout);
+    req.terminal = true;
+    req.options = Some(sibling_options(&criu())).into();
+    shim.task.create(ctx(), &req).expect("create");
+    start(&shim, id).expect("start");
+    assert!(
+        eventually(|| read_counter(&bundle) > 3),
+        "counter never moved"
+    );
+    let images = fake.dir.join("tty-images");
+    let result = checkpoint(&shim, id, &images, None);
+    result.expect("checkpoint of a terminal container");
+    let now = read_counter(&bundle);
+    assert!(
+        eventually(|| read_counter(&bundle) > now + 2),
+        "counter stopped"
+    );
+
+    // Its restore needs a new pty, which CRIU's command line cannot hand over: refused.
+    let other = "ckpt-tty2";
+    let bundle2 = fake.bundle_with_spec(other, &{
+        let mut s = spec.clone();
+        s["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(other));
+        s
+    });
+    let shim2 = fake.start_shim(other, &bundle2);
+    let mut req = fake.create_request(other, &bundle2, "");
+    req.terminal = true;
+    req.checkpoint = images.display().to_string();
+    req.options = Some(sibling_options(&criu())).into();
+    let err = shim2
+        .task
+        .create(ctx(), &req)
+        .expect_err("terminal restore");
+    assert_eq!(rpc_code(&err), Code::UNIMPLEMENTED, "{err:?}");
+    assert_eq!(mounts_under(&bundle2), Vec::<String>::new(), "mounts left");
+    assert!(
+        cgroup_dirs(&fake.cgroup_path(other)).is_empty(),
+        "cgroup left"
+    );
+    shim2.shutdown_and_wait();
+
+    shim.task
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: id.into(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .expect("kill");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}

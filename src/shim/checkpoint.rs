@@ -5,7 +5,8 @@
 //! with a bound. What CRIU cannot rebuild from the container's own mount namespace is described
 //! to it as external: every mount that is neither the root nor a filesystem CRIU makes afresh
 //! (proc, sysfs, tmpfs, devpts, mqueue) is `--external mnt[<dest>]:<dest>` (bind mounts of host
-//! paths, cgroup v1 binds), and a stdio FIFO opened from the host is `--external file[..]`.
+//! paths, cgroup v1 binds, a terminal's `/dev/console`), a stdio FIFO opened from the host is
+//! `--external file[..]` and a terminal's pty slave (its master is the daemon's) `tty[..]`.
 //! What was made external is written to `sibling-checkpoint.json` in the image directory, for a
 //! restore to map each one back.
 
@@ -182,8 +183,8 @@ pub struct ExternalMount {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Description {
     pub external_mounts: Vec<ExternalMount>,
-    /// For fds 0, 1, 2 of the init: the CRIU key of an external file or pipe (`file[..]`,
-    /// `pipe:[..]`), or None when CRIU restores it itself (a pty, /dev/null).
+    /// For fds 0, 1, 2 of the init: the CRIU key of an external file, pipe or pty slave
+    /// (`file[..]`, `pipe:[..]`, `tty[..]`), or None when CRIU restores it itself (/dev/null).
     pub stdio: Vec<Option<String>>,
     pub terminal: bool,
     /// The namespaces dumped empty (`network`: restored as a new, empty one).
@@ -224,7 +225,11 @@ fn external_mounts(pid: u32) -> Result<Vec<ExternalMount>, TaskError> {
     Ok(parse_mountinfo(&text)
         .into_iter()
         .filter(|m| m.mount_point != Path::new("/"))
-        .filter(|m| !CRIU_NATIVE_FS.contains(&m.fstype.as_str()))
+        // A terminal's /dev/console is a bind of its pty slave, whose master is outside.
+        .filter(|m| {
+            !CRIU_NATIVE_FS.contains(&m.fstype.as_str())
+                || (m.fstype == "devpts" && m.root != Path::new("/"))
+        })
         .map(|m| ExternalMount {
             destination: m.mount_point.to_string_lossy().into_owned(),
             fstype: m.fstype,
@@ -236,7 +241,7 @@ fn external_mounts(pid: u32) -> Result<Vec<ExternalMount>, TaskError> {
 
 /// The CRIU key of fd `fd` of `pid` if it is a pipe or a file outside the container.
 fn stdio_key(pid: u32, fd: u32, container_mounts: &[u64]) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
     let link = link.to_string_lossy().into_owned();
     if link.starts_with("pipe:") {
@@ -244,6 +249,13 @@ fn stdio_key(pid: u32, fd: u32, container_mounts: &[u64]) -> Option<String> {
     }
     if !link.starts_with('/') {
         return None;
+    }
+    // A pty slave (Unix98 ptys: majors 136-143) whose master the daemon holds, outside the
+    // dumped tree: an external tty.
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let major = nix::sys::stat::major(meta.rdev());
+    if meta.file_type().is_char_device() && (136..=143).contains(&major) {
+        return Some(format!("tty[{:x}:{:x}]", meta.rdev(), meta.dev()));
     }
     let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
     let mnt_id: u64 = fdinfo
@@ -340,10 +352,15 @@ pub fn checkpoint(
             .arg("--external")
             .arg(format!("mnt[{}]:{}", mount.destination, mount.destination));
     }
-    for key in description.stdio.iter().flatten() {
-        if key.starts_with("file[") {
-            command.arg("--external").arg(key);
-        }
+    let mut externals: Vec<&String> = description
+        .stdio
+        .iter()
+        .flatten()
+        .filter(|key| key.starts_with("file[") || key.starts_with("tty["))
+        .collect();
+    externals.dedup();
+    for key in externals {
+        command.arg("--external").arg(key);
     }
     log::info!("checkpoint {} into {}", task.id, images.display());
     let log = work.join("dump.log");

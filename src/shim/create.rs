@@ -58,8 +58,8 @@ impl Task {
         // A restore: checked before anything is acquired; CRIU replaces the spawn below.
         let restoring = (!req.checkpoint.is_empty())
             .then(|| -> Result<_, TaskError> {
-                restore::check_supported(&spec, req.terminal)?;
-                restore::read_description(std::path::Path::new(&req.checkpoint))?;
+                let dumped = restore::read_description(std::path::Path::new(&req.checkpoint))?;
+                restore::check_supported(&spec, req.terminal || dumped.terminal)?;
                 Ok((spec.clone(), rootfs_path.clone()))
             })
             .transpose()?;

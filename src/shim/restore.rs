@@ -105,7 +105,8 @@ pub fn read_description(images: &Path) -> Result<Description, TaskError> {
         .map_err(|e| TaskError::invalid(format!("restore: {}: {e}", file.display())))
 }
 
-/// Checks what restore cannot do yet, before anything is acquired.
+/// Checks what restore cannot do yet, before anything is acquired (`terminal`: the new
+/// container or the dumped one has one).
 pub fn check_supported(spec: &Spec, terminal: bool) -> Result<(), TaskError> {
     if terminal {
         return Err(TaskError::unimplemented(
