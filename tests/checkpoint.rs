@@ -490,3 +490,69 @@ fn terminal_container_checkpoint_and_its_restore_refused() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn checkpoint_of_a_paused_container_leaves_it_paused() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-paused");
+    let id = "ckpt-paused";
+    let (shim, bundle, _lines) = counter(&fake, id);
+    let pause = PauseRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.pause(ctx(), &pause).expect("pause");
+    let images = fake.dir.join("paused-images");
+    checkpoint(&shim, id, &images, None).expect("checkpoint while paused");
+    assert!(images.join("inventory.img").exists());
+    let state = |shim: &Shim| {
+        shim.task
+            .state(
+                ctx(),
+                &StateRequest {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            )
+            .expect("state")
+            .status
+            .enum_value()
+    };
+    assert_eq!(
+        state(&shim),
+        Ok(containerd_shim_protos::types::task::Status::PAUSED)
+    );
+    let frozen_at = read_counter(&bundle);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read_counter(&bundle),
+        frozen_at,
+        "counter moved while paused"
+    );
+    let resume = ResumeRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.task.resume(ctx(), &resume).expect("resume");
+    assert!(
+        eventually(|| read_counter(&bundle) > frozen_at + 3),
+        "counter did not resume"
+    );
+    shim.task
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: id.into(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .expect("kill");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}
