@@ -60,13 +60,21 @@ check:
 
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 # --include-ignored: the tests marked `needs root` run too (CI runs as root).
-test: build rootfs image
-	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
+test: build rootfs image criu
+	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) SIBLING_CRIU=$(CRIU) \
 		$(CARGO) test --release --no-fail-fast -- --include-ignored --test-threads=$(TEST_THREADS) $(TEST_ARGS)
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
 	$(MAKE) test-containerd-versions
 	$(MAKE) test-cgroup-v2
+
+# CRIU for the checkpoint/restore tests: Debian trixie's criu 4.1.1 with its libc, extracted
+# (never installed) into build/criu/ by scripts/fetch-criu.sh (bookworm's 3.17.1 fails
+# `criu check` on these kernels). Quick when it is there.
+CRIU := $(BUILD_DIR)/criu/usr/sbin/criu
+.PHONY: criu
+criu:
+	scripts/fetch-criu.sh >/dev/null
 
 # Fetches the containerds of CONTAINERD_VERSIONS into build/ (quick when they are there).
 .PHONY: containerd-versions

@@ -392,7 +392,7 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
 
 #[test]
 #[ignore = "needs root"]
-fn rpcs_not_yet_implemented_answer_unimplemented() {
+fn rpcs_on_an_unknown_task_answer_not_found() {
     if !require_root() {
         return;
     }
@@ -400,11 +400,12 @@ fn rpcs_not_yet_implemented_answer_unimplemented() {
     let id = "unimpl";
     let bundle = fake.bundle(id, "echo", &["/bin/true"]);
     let shim = fake.start_shim(id, &bundle);
+    // Checkpoint is implemented (tests/checkpoint.rs): no task is NOT_FOUND.
     let checkpoint = shim
         .task
         .checkpoint(ctx(), &CheckpointTaskRequest::default())
         .expect_err("checkpoint");
-    assert_eq!(rpc_code(&checkpoint), Code::UNIMPLEMENTED);
+    assert_eq!(rpc_code(&checkpoint), Code::NOT_FOUND);
     let missing = state_err(&shim, "nope");
     assert_eq!(rpc_code(&missing), Code::NOT_FOUND);
     shim.shutdown_and_wait();

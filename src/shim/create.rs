@@ -18,7 +18,7 @@ use super::exit_order::{ExitOrder, InitExitHook};
 use super::options::parse_options;
 use super::process::Kind;
 use super::snapshot_mount::{MountedRootfs, mount_rootfs};
-use super::{DEFAULT_CGROUP_PARENT, Daemon, logger};
+use super::{DEFAULT_CGROUP_PARENT, Daemon, logger, restore};
 use crate::cgroups::{Cgroup, CgroupPath, DeviceRules};
 use crate::container::InitConfig;
 use crate::container::hooks::{HookKind, StateBase, spec_hooks};
@@ -49,11 +49,6 @@ impl Drop for Acquired {
 impl Task {
     /// Create: rootfs, spec, cgroup, stdio, then the init from the spawner, set up and waiting.
     pub fn create(daemon: &Daemon, req: &CreateTaskRequest) -> Result<Task, TaskError> {
-        if !req.checkpoint.is_empty() {
-            return Err(TaskError::unimplemented(
-                "restore from checkpoint is not supported",
-            ));
-        }
         let options = parse_options(req.options.as_ref())?;
         let bundle = PathBuf::from(&req.bundle);
         // containerd reads this container's log FIFO for as long as it lives; its lines go
@@ -62,6 +57,14 @@ impl Task {
         let spec = load_spec(&bundle)?;
         crate::container::hooks::validate(&spec).map_err(TaskError::invalid)?;
         let rootfs_path = resolve_root(&bundle, &spec)?;
+        // A restore: checked before anything is acquired; CRIU replaces the spawn below.
+        let restoring = (!req.checkpoint.is_empty())
+            .then(|| -> Result<_, TaskError> {
+                let dumped = restore::read_description(std::path::Path::new(&req.checkpoint))?;
+                restore::check_supported(&spec, req.terminal || dumped.terminal)?;
+                Ok((spec.clone(), rootfs_path.clone()))
+            })
+            .transpose()?;
         let mut acquired = Acquired {
             rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
                 .map_err(|e| TaskError::invalid(e.to_string()))?,
@@ -107,15 +110,34 @@ impl Task {
             cgroup: acquired.cgroup.clone(),
         };
         let order = Arc::new(exit_order_for(&req.id, &request, acquired.cgroup.as_ref()));
-        let init = spawn_process(
-            daemon,
-            &request,
-            (&io, child_stdio),
-            None,
-            (&req.id, Kind::Init, &req.id),
-            &order,
-            Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
-        )?;
+        let init = match (&restoring, acquired.cgroup.as_ref()) {
+            (Some((spec, rootfs)), Some(cgroup)) => restore::restore(
+                daemon,
+                req,
+                &restore::RestoreInput {
+                    spec,
+                    rootfs,
+                    cgroup,
+                    criu_path: options.criu_path.as_deref(),
+                },
+                child_stdio,
+                &order,
+                &|pid| {
+                    daemon
+                        .events
+                        .publish(TASK_CREATE_EVENT_TOPIC, task_create_event(req, pid))
+                },
+            )?,
+            _ => spawn_process(
+                daemon,
+                &request,
+                (&io, child_stdio),
+                None,
+                (&req.id, Kind::Init, &req.id),
+                &order,
+                Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
+            )?,
+        };
         let rootfs = acquired.rootfs.take();
         let task = Task {
             id: req.id.clone(),
@@ -130,6 +152,7 @@ impl Task {
             join_also,
             hooks,
             rootfs_target: rootfs.as_ref().map(|r| r.target().to_owned()),
+            criu_path: options.criu_path.clone(),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
         task.state_file().save(&task);

@@ -7,6 +7,7 @@
 //! share). Nothing here runs in the spawner or a container process.
 
 pub mod bundle_spec;
+pub mod checkpoint;
 pub mod create;
 pub mod daemon;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod oom_watcher;
 pub mod options;
 pub mod process;
 pub mod reaper;
+pub mod restore;
 pub mod sealed_exe;
 pub mod service;
 pub mod shared;

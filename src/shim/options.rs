@@ -28,6 +28,27 @@ pub struct RuntimeOptions {
     pub log_level: Option<LevelFilter>,
     /// The owner (uid, gid) to give the process's stdio pipes.
     pub io_owner: Option<(u32, u32)>,
+    /// The CRIU binary for checkpoint and restore (runc's `CriuPath`); `None`: `criu` in PATH.
+    pub criu_path: Option<std::path::PathBuf>,
+}
+
+/// Field 8 of runc's `containerd.runc.v1.Options`, `criu_path`: containerd 1.6 and 1.7 send it,
+/// the proto this crate is built from (containerd 2's) no longer names it, so it arrives as an
+/// unknown field.
+const RUNC_CRIU_PATH_FIELD: u32 = 8;
+
+fn runc_criu_path(options: &RuncOptions) -> Option<std::path::PathBuf> {
+    use containerd_shim_protos::protobuf::UnknownValueRef;
+    match options
+        .special_fields
+        .unknown_fields()
+        .get(RUNC_CRIU_PATH_FIELD)
+    {
+        Some(UnknownValueRef::LengthDelimited(bytes)) if !bytes.is_empty() => Some(
+            std::path::PathBuf::from(String::from_utf8_lossy(bytes).into_owned()),
+        ),
+        _ => None,
+    }
 }
 
 /// Decodes `options`; no options (or an empty Any) are the defaults.
@@ -45,17 +66,23 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
             let options = SiblingOptions::parse_from_bytes(&any.value).map_err(invalid)?;
             Ok(RuntimeOptions {
                 log_level: parse_level(&options.log_level)?,
+                criu_path: (!options.criu_path.is_empty())
+                    .then(|| std::path::PathBuf::from(&options.criu_path)),
                 ..RuntimeOptions::default()
             })
         }
         "containerd.runc.v1.Options" => {
-            // runc's knobs (binary name, root, systemd cgroup, criu) name runc itself: nothing
-            // here applies to this runtime, so they are read (to reject garbage) and ignored.
+            // runc's knobs (binary name, root, systemd cgroup) name runc itself: nothing here
+            // applies to this runtime, so they are read (to reject garbage) and ignored; the
+            // CRIU binary (`CriuPath`) is used for checkpoint and restore.
             let options = RuncOptions::parse_from_bytes(&any.value).map_err(invalid)?;
             if options.systemd_cgroup {
                 log::info!("runc option SystemdCgroup: cgroup paths are used as given");
             }
-            Ok(RuntimeOptions::default())
+            Ok(RuntimeOptions {
+                criu_path: runc_criu_path(&options),
+                ..RuntimeOptions::default()
+            })
         }
         "containerd.linux.runc.CreateOptions" => {
             let options = CreateOptions::parse_from_bytes(&any.value).map_err(invalid)?;
@@ -70,6 +97,8 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
             let file = read_config_file(&options).map_err(TaskError::invalid)?;
             Ok(RuntimeOptions {
                 log_level: parse_level(&file.log_level)?,
+                criu_path: (!file.criu_path.is_empty())
+                    .then(|| std::path::PathBuf::from(&file.criu_path)),
                 ..RuntimeOptions::default()
             })
         }
@@ -295,10 +324,11 @@ fn parse_config_toml(text: &str) -> Result<SiblingOptions, String> {
             "containers_per_shim" => options.containers_per_shim = number()?,
             "idle_seconds" => options.idle_seconds = number()?,
             "shim_cgroup" => options.shim_cgroup = string()?,
+            "criu_path" => options.criu_path = string()?,
             other => {
                 return Err(format!(
                     "{}: unknown key {other:?} (known: log_level, containers_per_shim, \
-                     idle_seconds, shim_cgroup)",
+                     idle_seconds, shim_cgroup, criu_path)",
                     at()
                 ));
             }
@@ -355,6 +385,26 @@ mod tests {
             ..Default::default()
         };
         assert!(parse_options(Some(&any("sibling.v1.Options", &bad))).is_err());
+    }
+
+    #[test]
+    fn criu_path_from_own_and_runc_options() {
+        let own = SiblingOptions {
+            criu_path: "/opt/criu".into(),
+            ..Default::default()
+        };
+        let parsed = parse_options(Some(&any("sibling.v1.Options", &own))).unwrap();
+        assert_eq!(parsed.criu_path, Some("/opt/criu".into()));
+        // runc's CriuPath is field 8, which containerd 2's proto no longer names.
+        let mut runc = RuncOptions::default();
+        runc.special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(RUNC_CRIU_PATH_FIELD, b"/usr/local/sbin/criu".to_vec());
+        let url = "type.googleapis.com/containerd.runc.v1.Options";
+        let parsed = parse_options(Some(&any(url, &runc))).unwrap();
+        assert_eq!(parsed.criu_path, Some("/usr/local/sbin/criu".into()));
+        let none = parse_options(Some(&any(url, &RuncOptions::default()))).unwrap();
+        assert_eq!(none.criu_path, None);
     }
 
     #[test]

@@ -44,7 +44,15 @@ struct State {
     phase: Phase,
     exit: Option<Exit>,
     /// The sync socket until Start uses it; dropping it unstarted makes the init give up.
-    pending: Option<PendingProcess>,
+    pending: Option<Starter>,
+}
+
+/// What Start does to let a created process run.
+enum Starter {
+    /// A spawned process: sync 3/4 on its socket.
+    Spawned(PendingProcess),
+    /// A process CRIU restored, stopped: resume it (`restore`).
+    Restored(Box<dyn FnOnce() -> Result<(), TaskError> + Send>),
 }
 
 /// Which of a container's processes this is.
@@ -86,7 +94,32 @@ impl Process {
             state: Mutex::new(State {
                 phase: Phase::Created,
                 exit: None,
-                pending: Some(pending),
+                pending: Some(Starter::Spawned(pending)),
+            }),
+            exited: Condvar::new(),
+            events,
+            order,
+        }
+    }
+
+    /// A process CRIU restored (a direct child of the daemon, stopped): Start calls `resume`.
+    pub fn restored(
+        container_id: &str,
+        (pid, pidfd): (u32, OwnedFd),
+        resume: Box<dyn FnOnce() -> Result<(), TaskError> + Send>,
+        events: EventQueue,
+        order: Arc<ExitOrder>,
+    ) -> Self {
+        Process {
+            container_id: container_id.to_owned(),
+            id: container_id.to_owned(),
+            kind: Kind::Init,
+            pid,
+            pidfd,
+            state: Mutex::new(State {
+                phase: Phase::Created,
+                exit: None,
+                pending: Some(Starter::Restored(resume)),
             }),
             exited: Condvar::new(),
             events,
@@ -118,7 +151,8 @@ impl Process {
             state.pending.take()
         };
         let result = match pending {
-            Some(pending) => pending.start().map_err(TaskError::from_spawn),
+            Some(Starter::Spawned(pending)) => pending.start().map_err(TaskError::from_spawn),
+            Some(Starter::Restored(resume)) => resume(),
             None => Err(TaskError::precondition("process has no start channel")),
         };
         let mut state = self.lock();

@@ -101,16 +101,24 @@ impl Exits {
     /// Returns false if it was not reaped within `limit` (the helper is on its way to `_exit`,
     /// so this bounds a kernel stall, not a normal wait).
     pub fn wait_reaped(&self, pid: Pid, limit: Duration) -> bool {
+        self.wait_exit(pid, limit).is_some()
+    }
+
+    /// Waits until `pid`, a child nobody registers (a spawn helper, or a program the daemon
+    /// runs such as criu), has been reaped, and returns its exit code (128 + signal for a
+    /// signal); `None` if it was not reaped within `limit`. Hold the [`SpawnGuard`] of the
+    /// spawn that made it, so its exit is parked.
+    pub fn wait_exit(&self, pid: Pid, limit: Duration) -> Option<u32> {
         let pid = pid.as_raw() as u32;
         let deadline = Instant::now() + limit;
         let mut inner = self.lock();
         loop {
-            if inner.parked.remove(&pid).is_some() {
-                return true;
+            if let Some(code) = inner.parked.remove(&pid) {
+                return Some(code);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return None;
             }
             inner = match self.parked_changed.wait_timeout(inner, left) {
                 Ok((guard, _)) => guard,

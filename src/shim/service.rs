@@ -392,10 +392,6 @@ fn reply<T>(rpc: &str, id: &str, result: Result<T, TaskError>) -> ttrpc::Result<
     })
 }
 
-fn unimplemented<T>(rpc: &str) -> ttrpc::Result<T> {
-    Err(TaskError::unimplemented(format!("{rpc} is not implemented by this shim yet")).into())
-}
-
 impl TaskRpc for TaskService {
     fn create(
         &self,
@@ -474,8 +470,12 @@ impl TaskRpc for TaskService {
         reply("resume", &req.id, self.do_freeze(&req.id, false)).map(|()| Empty::new())
     }
 
-    fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
-        unimplemented("checkpoint")
+    fn checkpoint(&self, _: &TtrpcContext, req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        let _scope = logger::scope(&req.id);
+        let result = self
+            .task(&req.id)
+            .and_then(|task| super::checkpoint::checkpoint(&self.daemon, &task, &req));
+        reply("checkpoint", &req.id, result).map(|()| Empty::new())
     }
 
     fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {

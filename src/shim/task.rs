@@ -41,6 +41,8 @@ pub struct Task {
     /// What the `poststart` and `poststop` hooks need (the others run during Create).
     pub hooks: TaskHooks,
     pub(super) rootfs_target: Option<PathBuf>,
+    /// The CRIU binary of the Create's runtime options (`criu_path`), for Checkpoint.
+    pub criu_path: Option<PathBuf>,
     /// What Delete gives back; `None` once it did.
     pub(super) held: Mutex<Option<Held>>,
 }

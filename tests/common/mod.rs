@@ -608,9 +608,20 @@ impl PrivateContainerd {
             .parent()
             .expect("shim binary has a directory");
         let path = std::env::var_os("PATH").unwrap_or_default();
+        // CRIU for checkpoint/restore (both runtimes find `criu` in PATH): SIBLING_CRIU's
+        // directory, or build/criu from scripts/fetch-criu.sh, when there.
+        let criu_dir = std::env::var_os("SIBLING_CRIU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("build/criu/usr/sbin/criu")
+            })
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|dir| dir.join("criu").exists());
         let path = std::env::join_paths(
             std::iter::once(shim_dir.to_path_buf())
                 .chain(containerd_bin_dir())
+                .chain(criu_dir)
                 .chain(std::env::split_paths(&path)),
         )
         .expect("PATH");

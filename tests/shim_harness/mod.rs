@@ -117,8 +117,8 @@ impl Events for Recorder {
                 recorded.exit_status = Some(e.exit_status);
                 recorded.id = e.id;
             }
-            "/tasks/paused" | "/tasks/resumed" | "/tasks/oom" => {
-                // All three carry just the container id, as field 1.
+            "/tasks/paused" | "/tasks/resumed" | "/tasks/oom" | "/tasks/checkpointed" => {
+                // All four carry the container id as field 1.
                 let e = TaskOOM::parse_from_bytes(&any.value).unwrap_or_default();
                 recorded.container_id = e.container_id;
             }

@@ -1,0 +1,355 @@
+//! Restore: a Create with `checkpoint` set has CRIU restore the dumped tree instead of spawning a
+//! new init. Runs in the daemon.
+//!
+//! CRIU runs as the daemon's child with `--restore-sibling --restore-detached`, so the restored
+//! init becomes a child of CRIU's parent, the daemon, like every other init, and the daemon reaps
+//! it first-hand. Before it execs, the CRIU process moves itself into the container's cgroup
+//! (`cgroup.procs` of every hierarchy), so the restored processes are born there
+//! (`--manage-cgroups=ignore`). The new stdio reaches it as fds 3, 4, 5 and replaces the dumped
+//! stdio with `--inherit-fd`. `--leave-stopped` keeps the restored tasks stopped until Start,
+//! which sends SIGCONT to the container's cgroup.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_shim_protos::shim::shim::CreateTaskRequest;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::Daemon;
+use super::checkpoint::{DESCRIPTION_FILE, Description, find_criu, log_tail};
+use super::error::TaskError;
+use super::exit_order::ExitOrder;
+use super::process::Process;
+use crate::cgroups::Cgroup;
+
+/// How long a restore may take before CRIU is killed.
+const RESTORE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Exit codes of the CRIU child before it became CRIU.
+const EXIT_CGROUP: i32 = 125;
+const EXIT_STDIO: i32 = 124;
+const EXIT_EXEC: i32 = 127;
+
+/// A program and its arguments as C strings, with the null-terminated pointer array `execv`
+/// takes, made before the fork (nothing may allocate after it).
+struct Argv {
+    _strings: Vec<CString>,
+    pointers: Vec<*const nix::libc::c_char>,
+}
+
+// SAFETY: the pointers point into the heap buffers of `_strings`, owned by the same value and
+// never changed; moving the value does not move those buffers.
+unsafe impl Send for Argv {}
+// SAFETY: as above; nothing mutates through the pointers.
+unsafe impl Sync for Argv {}
+
+impl Argv {
+    fn of(command: &Command) -> Result<Argv, TaskError> {
+        let strings: Vec<CString> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| TaskError::invalid(format!("restore: criu argument: {e}")))?;
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Ok(Argv {
+            _strings: strings,
+            pointers,
+        })
+    }
+
+    /// `execv`; returns only if it failed. Async-signal-safe: no allocation.
+    fn exec(&self) {
+        // SAFETY: a null-terminated array of pointers to live NUL-terminated strings, the
+        // first of them the program.
+        unsafe { nix::libc::execv(self.pointers[0], self.pointers.as_ptr()) };
+    }
+}
+
+/// What a restore needs from the Create.
+pub struct RestoreInput<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub cgroup: &'a Cgroup,
+    pub criu_path: Option<&'a Path>,
+}
+
+/// Reads the dump's description; a missing image is an error naming the directory.
+pub fn read_description(images: &Path) -> Result<Description, TaskError> {
+    if !images.join("inventory.img").exists() {
+        return Err(TaskError::not_found(format!(
+            "restore: no checkpoint image in {} (no inventory.img)",
+            images.display()
+        )));
+    }
+    let file = images.join(DESCRIPTION_FILE);
+    let bytes = std::fs::read(&file).map_err(|e| {
+        TaskError::invalid(format!(
+            "restore: {}: {e} (not a checkpoint this shim made)",
+            file.display()
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TaskError::invalid(format!("restore: {}: {e}", file.display())))
+}
+
+/// Checks what restore cannot do yet, before anything is acquired (`terminal`: the new
+/// container or the dumped one has one).
+pub fn check_supported(spec: &Spec, terminal: bool) -> Result<(), TaskError> {
+    if terminal {
+        return Err(TaskError::unimplemented(
+            "restore of a terminal container is not supported yet",
+        ));
+    }
+    let joined = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.path().is_some()));
+    if joined {
+        return Err(TaskError::unimplemented(
+            "restore into namespaces joined by path (a pod's) is not supported yet",
+        ));
+    }
+    Ok(())
+}
+
+/// The host path each external mount of the dump maps to in this container.
+fn external_sources(
+    description: &Description,
+    input: &RestoreInput<'_>,
+) -> Result<Vec<(String, String)>, TaskError> {
+    let mut out = Vec::new();
+    for mount in &description.external_mounts {
+        let source = if mount.fstype == "cgroup" {
+            let controller = mount
+                .super_options
+                .iter()
+                .find(|o| *o != "rw" && *o != "ro")
+                .map(|o| o.strip_prefix("name=").unwrap_or(o))
+                .unwrap_or_default();
+            let dir = controller
+                .split(',')
+                .find_map(|c| input.cgroup.v1_dir(c))
+                .or_else(|| {
+                    mount
+                        .super_options
+                        .iter()
+                        .find_map(|o| input.cgroup.v1_dir(o))
+                });
+            dir.map(|d| d.to_string_lossy().into_owned())
+        } else {
+            input
+                .spec
+                .mounts()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|m| m.destination().as_os_str() == mount.destination.as_str())
+                .and_then(|m| m.source().as_ref())
+                .map(|s| s.to_string_lossy().into_owned())
+        };
+        let source = source.ok_or_else(|| {
+            TaskError::invalid(format!(
+                "restore: the checkpoint has an external {} mount at {} that this container \
+                 does not have",
+                mount.fstype, mount.destination
+            ))
+        })?;
+        out.push((mount.destination.clone(), source));
+    }
+    Ok(out)
+}
+
+/// Restores the checkpoint in `req.checkpoint` into the prepared container (rootfs mounted,
+/// cgroup made, stdio opened); returns the restored init, stopped, registered with the reaper.
+pub fn restore(
+    daemon: &Daemon,
+    req: &CreateTaskRequest,
+    input: &RestoreInput<'_>,
+    stdio: [OwnedFd; 3],
+    order: &Arc<ExitOrder>,
+    announce: &dyn Fn(u32),
+) -> Result<Arc<Process>, TaskError> {
+    let images = Path::new(&req.checkpoint);
+    let description = read_description(images)?;
+    let criu = find_criu(daemon, input.criu_path)?;
+    let work = images.join(format!("restore-{}", req.id));
+    std::fs::create_dir_all(&work)
+        .map_err(|e| TaskError::internal(format!("restore: {}: {e}", work.display())))?;
+    let pidfile = work.join("init.pid");
+    let _ = std::fs::remove_file(&pidfile);
+
+    let mut command = Command::new(&criu);
+    command
+        .arg("restore")
+        .arg("--images-dir")
+        .arg(images)
+        .arg("--work-dir")
+        .arg(&work)
+        .args(["--log-file", "restore.log", "-v4"])
+        .arg("--root")
+        .arg(input.rootfs)
+        .args([
+            "--restore-detached",
+            "--restore-sibling",
+            "--leave-stopped",
+            "--manage-cgroups=ignore",
+        ])
+        .arg("--pidfile")
+        .arg(&pidfile);
+    description.add_flags(&mut command);
+    for (destination, source) in external_sources(&description, input)? {
+        command
+            .arg("--external")
+            .arg(format!("mnt[{destination}]:{source}"));
+    }
+    for (n, key) in description.stdio.iter().enumerate() {
+        if let Some(key) = key {
+            command
+                .arg("--inherit-fd")
+                .arg(format!("fd[{}]:{key}", 3 + n));
+        }
+    }
+    // Above 5, so that placing them on 3, 4 and 5 never overwrites one another.
+    let sources: Vec<OwnedFd> = stdio.iter().map(high_dup).collect::<Result<_, _>>()?;
+    drop(stdio);
+    let raw: Vec<RawFd> = sources.iter().map(|fd| fd.as_raw_fd()).collect();
+    let procs: Vec<CString> = input
+        .cgroup
+        .dirs()
+        .iter()
+        .map(|d| CString::new(d.path().join("cgroup.procs").as_os_str().as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| TaskError::internal(format!("restore: cgroup path: {e}")))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let argv = Argv::of(&command)?;
+    // SAFETY: the closure makes only async-signal-safe system calls (open, write, close, dup2,
+    // execv, _exit) on buffers and fds prepared before the fork, which stay alive until spawn
+    // returns. It never returns an error and execs itself: a failure after the fork must not
+    // reach std's error path, which waits for the child and would race the daemon's reaper.
+    unsafe {
+        command.pre_exec(move || {
+            for path in &procs {
+                let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+                if fd == -1 {
+                    nix::libc::_exit(EXIT_CGROUP);
+                }
+                let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+                nix::libc::close(fd);
+                if written != 1 {
+                    nix::libc::_exit(EXIT_CGROUP);
+                }
+            }
+            // dup2 clears close-on-exec on the targets.
+            for (target, source) in (3..).zip(&raw) {
+                if nix::libc::dup2(*source, target) == -1 {
+                    nix::libc::_exit(EXIT_STDIO);
+                }
+            }
+            argv.exec();
+            nix::libc::_exit(EXIT_EXEC)
+        });
+    }
+    log::info!("restore {} from {}", req.id, images.display());
+    // Keeps exits of unknown pids (criu, and the restored init before it is registered) parked.
+    let _guard = daemon.exits.begin_spawn();
+    let child = command
+        .spawn()
+        .map_err(|e| TaskError::internal(format!("restore: run {}: {e}", criu.display())))?;
+    drop(sources);
+    let criu_pid = Pid::from_raw(child.id() as i32);
+    let log = work.join("restore.log");
+    let code = match daemon.exits.wait_exit(criu_pid, RESTORE_LIMIT) {
+        Some(code) => code,
+        None => {
+            let _ = nix::sys::signal::kill(criu_pid, Signal::SIGKILL);
+            let _ = daemon.exits.wait_exit(criu_pid, Duration::from_secs(5));
+            return Err(TaskError::internal(format!(
+                "criu restore did not finish within {RESTORE_LIMIT:?}: {}",
+                log_tail(&log)
+            )));
+        }
+    };
+    let why = match code as i32 {
+        EXIT_CGROUP => Some("could not enter the container's cgroup"),
+        EXIT_STDIO => Some("could not place the new stdio"),
+        EXIT_EXEC => Some("could not be executed"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        return Err(TaskError::internal(format!(
+            "restore: {} {why} (exit code {code})",
+            criu.display()
+        )));
+    }
+    if code != 0 {
+        // Whatever CRIU left behind is in the cgroup, which the failed Create removes.
+        let _ = input.cgroup.kill_all(Signal::SIGKILL);
+        return Err(TaskError::internal(format!(
+            "criu restore exited with {code}: {}",
+            log_tail(&log)
+        )));
+    }
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            let _ = input.cgroup.kill_all(Signal::SIGKILL);
+            TaskError::internal(format!("restore: no pid in {}", pidfile.display()))
+        })?;
+    let pidfd = pidfd_open(pid).inspect_err(|_| {
+        let _ = input.cgroup.kill_all(Signal::SIGKILL);
+    })?;
+    announce(pid);
+    let cgroup = input.cgroup.clone();
+    let resume: Box<dyn FnOnce() -> Result<(), TaskError> + Send> = Box::new(move || {
+        cgroup
+            .kill_all(Signal::SIGCONT)
+            .map_err(|e| TaskError::internal(format!("resume the restored processes: {e}")))
+    });
+    let process = Arc::new(Process::restored(
+        &req.id,
+        (pid, pidfd),
+        resume,
+        daemon.events.clone(),
+        Arc::clone(order),
+    ));
+    daemon.exits.register(&process);
+    Ok(process)
+}
+
+fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, TaskError> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))
+        .map_err(|e| TaskError::internal(format!("restore: dup stdio: {e}")))?;
+    // SAFETY: fcntl just made this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn pidfd_open(pid: u32) -> Result<OwnedFd, TaskError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+    if raw < 0 {
+        return Err(TaskError::internal(format!(
+            "restore: pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: the kernel just made this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+}
