@@ -2390,3 +2390,49 @@ fn poststop_runs_in_the_delete_action_after_a_killed_shim() {
     assert_eq!(order.lines().count(), 1, "{order}");
     assert_released(&fake, id);
 }
+
+/// `process.consoleSize` (nerdctl and Docker set it for `-t`) is the terminal's size before the
+/// program runs, for the init and for an exec.
+#[test]
+#[ignore = "needs root"]
+fn a_terminals_console_size_is_applied_before_the_program_runs() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("console-size");
+    let id = "console-size";
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", "stty size; sleep 100"]);
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    spec["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let shim = fake.start_shim(id, &bundle);
+    let (stdout, lines) = fake.output_lines("init.out");
+    let mut request = fake.create_request(id, &bundle, &stdout);
+    request.terminal = true;
+    shim.task.create(ctx(), &request).expect("create");
+    start(&shim, id).expect("start");
+    let line = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the init's stty output");
+    assert_eq!(line.trim(), "33 77", "init's window size");
+    let (exec_out, exec_reader) = fake.output_fifo("exec.out");
+    let mut exec = fake.exec_request(id, "size", &["/bin/stty", "size"], &exec_out);
+    let mut process: serde_json::Value =
+        serde_json::from_slice(&exec.spec.as_ref().unwrap().value).unwrap();
+    process["terminal"] = serde_json::json!(true);
+    process["consoleSize"] = serde_json::json!({"height": 12, "width": 34});
+    exec.spec.as_mut().unwrap().value = serde_json::to_vec(&process).unwrap();
+    exec.terminal = true;
+    shim.task.exec(ctx(), &exec).expect("exec");
+    start_exec(&shim, id, "size").expect("start exec");
+    assert_eq!(wait_exec(&shim, id, "size").exit_status, 0);
+    assert_eq!(
+        exec_reader.join().unwrap().trim(),
+        "12 34",
+        "exec's window size"
+    );
+    kill_delete_and_shut_down(&fake, &shim, id);
+}

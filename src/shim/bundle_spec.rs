@@ -99,11 +99,8 @@ fn unapplied_fields(spec: &Spec) -> Vec<&'static str> {
 }
 
 fn process_fields(process: &ProcessSpec, fields: &mut Vec<&'static str>) {
-    // Not applied: the window size comes from containerd's ResizePty once the task runs.
-    // Without a terminal runtime-spec says to ignore it.
-    if process.terminal() == Some(true) && process.console_size().is_some() {
-        fields.push("process.consoleSize");
-    }
+    // `consoleSize` is applied (`shim::spawn_process`: the pty's size before the program
+    // runs); without a terminal runtime-spec says to ignore it.
     // Windows only (runtime-spec config.md).
     if process.command_line().is_some() {
         fields.push("process.commandLine");
@@ -280,9 +277,6 @@ mod tests {
         refuses_windows: { "windows": { "layerFolders": [] } } => "windows";
         refuses_vm: { "vm": { "kernel": { "path": "/vmlinuz" } } } => "vm";
         refuses_zos: { "zos": {} } => "zos";
-        refuses_process_console_size:
-            { "process": { "terminal": true, "consoleSize": { "height": 24, "width": 80 } } }
-            => "process.consoleSize";
         refuses_process_command_line: { "process": { "commandLine": "cmd /c dir" } }
             => "process.commandLine";
         refuses_process_user_username: { "process": { "user": { "username": "app" } } }
@@ -461,9 +455,10 @@ mod tests {
     fn an_exec_process_is_checked_too() {
         let size = json!({ "height": 1, "width": 1 });
         assert_accepted(json!({ "process": { "terminal": false, "consoleSize": size } }));
-        let spec = spec_with(json!({ "process": { "terminal": true, "consoleSize": size } }));
+        assert_accepted(json!({ "process": { "terminal": true, "consoleSize": size } }));
+        let spec = spec_with(json!({ "process": { "commandLine": "cmd /c dir" } }));
         let err = refuse_unapplied_process_confinement(spec.process().as_ref().unwrap());
-        assert!(format!("{:?}", err.unwrap_err()).contains("process.consoleSize"));
+        assert!(format!("{:?}", err.unwrap_err()).contains("process.commandLine"));
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub(super) fn spawn_process(
     // The terminal's copy, and the stdin copy that ends with the process (its pidfd).
     io.attach(&pidfd, ready.console)
         .map_err(|e| TaskError::internal(e.to_string()))?;
+    // `process.consoleSize` (nerdctl and Docker set it for `-t`): the terminal's size before
+    // the program runs; containerd's ResizePty may change it later.
+    if let Some(size) = console_size(request) {
+        io.resize(size.width() as u32, size.height() as u32)
+            .map_err(|e| TaskError::internal(e.to_string()))?;
+    }
     // Before the process is registered: its TaskExit can only follow this event.
     if let Some((topic, event)) = announce {
         daemon
@@ -99,4 +105,17 @@ fn runtime_hooks(
         super::hooks::run(daemon, container_id, kind, hooks, state.clone())?;
     }
     Ok(())
+}
+
+/// The process's `consoleSize`, when it asks for a terminal.
+fn console_size(request: &SpawnRequest) -> Option<oci_spec::runtime::Box> {
+    let process = match request {
+        SpawnRequest::Init { config, .. } => config.spec.process().as_ref()?,
+        SpawnRequest::Exec { config, .. } => &config.process,
+        _ => return None,
+    };
+    if process.terminal() != Some(true) {
+        return None;
+    }
+    process.console_size()
 }
