@@ -1044,6 +1044,33 @@ fn rro_makes_submounts_read_only_where_ro_does_not() {
     );
 }
 
+/// Whether the kernel can idmap a mount of `dir`'s filesystem: tmpfs learned it in Linux 6.3, and
+/// the cgroup v2 VM boots Debian bookworm's 6.1 with its temporary directories on tmpfs. Where it
+/// cannot, Create must fail with an error naming the mount instead.
+fn idmap_supported(dir: &Path) -> bool {
+    let tmpfs = nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    !tmpfs || version >= (6, 3)
+}
+
+/// Where the kernel cannot idmap `source`, Create of `spec` fails naming `destination`.
+fn assert_idmap_refused(
+    fake: &FakeContainerd,
+    id: &str,
+    spec: &mut serde_json::Value,
+    destination: &str,
+) {
+    let err = Container::try_create(fake, id, spec)
+        .err()
+        .expect("an idmapped mount the kernel cannot make must fail Create");
+    assert!(err.contains(destination), "{err}");
+}
+
 /// An idmapped bind mount (`uidMappings`/`gidMappings` on the mount): the kernel shows a file
 /// owned by id n on disk as the id n maps to (containerID -> hostID, as runc does). In a
 /// user-namespaced container with the same maps as the mount (how Kubernetes mounts volumes
@@ -1079,6 +1106,10 @@ fn an_idmapped_mount_shows_files_with_the_mapped_owners() {
     mounts.push(serde_json::json!({
         "destination": "/run/plain", "type": "bind", "source": plain, "options": ["rbind"]
     }));
+    if !idmap_supported(&source) {
+        assert_idmap_refused(&fake, "idmap", &mut spec, "/run/idmapped");
+        return;
+    }
     let (status, output) = Container::create(&fake, "idmap", spec).run();
     assert_eq!(
         output,
@@ -1119,6 +1150,10 @@ fn an_idmapped_mount_in_the_host_user_namespace() {
             "destination": "/idmapped", "type": "bind", "source": source,
             "options": ["bind"], "uidMappings": map, "gidMappings": map
         }));
+    if !idmap_supported(&source) {
+        assert_idmap_refused(&fake, "idmaphost", &mut spec, "/idmapped");
+        return;
+    }
     let (status, output) = Container::create(&fake, "idmaphost", spec).run();
     assert_eq!(
         output,

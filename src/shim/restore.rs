@@ -10,7 +10,7 @@
 //! which sends SIGCONT to the container's cgroup.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
-use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -335,21 +334,15 @@ pub fn restore(
 }
 
 fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, TaskError> {
-    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))
-        .map_err(|e| TaskError::internal(format!("restore: dup stdio: {e}")))?;
-    // SAFETY: fcntl just made this descriptor for us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    rustix::io::fcntl_dupfd_cloexec(fd, 10)
+        .map_err(|e| TaskError::internal(format!("restore: dup stdio: {e}")))
 }
 
 fn pidfd_open(pid: u32) -> Result<OwnedFd, TaskError> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let raw = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
-    if raw < 0 {
-        return Err(TaskError::internal(format!(
-            "restore: pidfd_open({pid}): {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: the kernel just made this descriptor for us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let pid_value = raw.ok_or_else(|| TaskError::internal(format!("restore: bad pid {pid}")))?;
+    rustix::process::pidfd_open(pid_value, rustix::process::PidfdFlags::empty())
+        .map_err(|e| TaskError::internal(format!("restore: pidfd_open({pid}): {e}")))
 }
