@@ -80,19 +80,18 @@ fn file_destination(runtime: &str) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = CtrResult::from(c.ctr(&args));
     assert_eq!(result.code, 4, "{result}");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut logged = read();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
     if runtime == RUNC {
-        // The reference shim copies into the file asynchronously and may finish after `ctr run`
-        // returned (seen: stderr missing, also after 5 s on a loaded machine). sibling must have
-        // written both by then.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !(logged.contains("to-out\n") && logged.contains("to-err\n"))
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            logged = read();
-        }
+        // The reference shim does not keep both streams here: it was seen to lose stderr
+        // (still missing 20 s after `ctr run` returned, on an idle machine). Only its exit code
+        // and some of its output are the reference; sibling must have written both streams by
+        // the time `ctr run` returned.
+        assert!(
+            logged.contains("to-out\n") || logged.contains("to-err\n"),
+            "log: {logged:?}"
+        );
+        c.assert_no_leaks(&[&id]);
+        return;
     }
     assert!(logged.contains("to-out\n"), "log: {logged:?}");
     assert!(logged.contains("to-err\n"), "log: {logged:?}");
