@@ -67,7 +67,11 @@ impl CriContainerd {
     /// Starts it with the shim from target/release first in PATH, and imports the busybox and
     /// pause images into CRI's namespace.
     pub fn start() -> CriContainerd {
-        let dir = std::env::temp_dir().join(format!("sibling-cri-{}", std::process::id()));
+        // One directory per containerd: the tests of one binary run in parallel threads of the
+        // same process, and two containerds must never share a state directory.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("sibling-cri-{}-{n}", std::process::id()));
         let containerd = CriContainerd { dir };
         let status = Command::new(repo().join("scripts/containerd-private.sh"))
             .arg("start")
