@@ -360,7 +360,9 @@ fn state_response(
         stderr: stdio.stderr.clone(),
         terminal: stdio.terminal,
         exit_status: exit.as_ref().map_or(0, |e| e.code),
-        exited_at: exit.map(|e| e.at).into(),
+        // No exit yet: Go's zero time, as runc's shim answers (containerd 1.7 and 2.x pass it
+        // through; an absent field reads as 1970 there).
+        exited_at: MessageField::some(exit.map_or_else(go_zero_time, |e| e.at)),
         ..Default::default()
     }
 }
