@@ -101,7 +101,6 @@ pub fn prepare(
     set_umask(process.user().umask());
     // After the switch to the container user, so the permission checks are the user's.
     enter_cwd(process.cwd())?;
-    warnings.extend(ignored_spec_fields(spec));
     Ok(build_exec(process, warnings)?
         .with_console(console)
         .with_seccomp(late_seccomp)
@@ -405,18 +404,6 @@ fn home_of(passwd: &str, uid: u32) -> Option<&str> {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then_some(fields[5])
     })
-}
-
-/// Spec fields this runtime does not apply yet, so that the daemon can say so.
-fn ignored_spec_fields(spec: &Spec) -> Vec<String> {
-    let intel_rdt = spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.intel_rdt().is_some());
-    intel_rdt
-        .then(|| "linux.intelRdt is not applied by this runtime yet".to_owned())
-        .into_iter()
-        .collect()
 }
 
 fn open_root(path: &Path) -> Result<RootDir, InitError> {

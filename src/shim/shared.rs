@@ -200,11 +200,6 @@ pub fn check_daemon(path: &Path) -> Liveness {
     }
 }
 
-/// Whether a daemon serves the socket at `path` (see [`check_daemon`]).
-pub fn daemon_answers(path: &Path) -> bool {
-    check_daemon(path) == Liveness::Answers
-}
-
 /// The part of a slot's name that sets apart daemons of another binary (an upgrade replaced
 /// the file) or other sharing options: they never serve each other's containers.
 pub fn slot_key(options: &ShimOptions) -> String {
