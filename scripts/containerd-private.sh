@@ -14,6 +14,11 @@
 #        SIBLING_CONTAINERD_BIN_DIR (env; default: PATH) picks the containerd, the ctr and
 #        the reference containerd-shim-runc-v2 (e.g. build/containerd-2.1/usr/bin from
 #        scripts/fetch-containerd.sh); the config follows its version (2.x: version 3).
+#        With CRI=1: CNI_BIN_DIR (env; default DIR/cni/bin, which is empty) is where the CRI
+#        plugin finds CNI plugins, DIR/cni/conf its network configurations (the caller writes
+#        them, before or after start); pod network namespaces are mounted under DIR/state.
+#        NETNS (env; a name under /run/netns the caller made) runs containerd, and so the CNI
+#        plugins it runs, in that network namespace (its mount namespace stays the host's).
 # stop:  kills that containerd (by the recorded pid only), kills shims whose
 #        command line names DIR/c.sock, unmounts everything under DIR, removes DIR.
 #        Safe to run twice and after a failed start.
@@ -105,8 +110,9 @@ disabled_plugins = [
   path = "$dir/opt"
 TOML
     [ "${CRI:-0}" = 1 ] || return 0
-    # The runtime class "sibling", as the README tells users to configure it. Pods use the
-    # host network (no CNI plugin runs), and no AppArmor profile is asked for.
+    # The runtime class "sibling", as the README tells users to configure it, and "runc", the
+    # reference. No AppArmor profile is asked for. Pods on the host network need no CNI
+    # plugin; the others get the network in DIR/cni/conf, with plugins from CNI_BIN_DIR.
     local sandbox_image=${CRI_SANDBOX_IMAGE:-docker.io/library/sibling-pause:latest}
     local sandbox_line cni_bin
     if [ "$major" -ge 2 ]; then
@@ -116,10 +122,10 @@ TOML
   sandbox = "$sandbox_image"
 TOML
         sandbox_line=""
-        cni_bin="bin_dirs = [\"$dir/cni/bin\"]"
+        cni_bin="bin_dirs = [\"${CNI_BIN_DIR:-$dir/cni/bin}\"]"
     else
         sandbox_line="sandbox_image = \"$sandbox_image\""
-        cni_bin="bin_dir = \"$dir/cni/bin\""
+        cni_bin="bin_dir = \"${CNI_BIN_DIR:-$dir/cni/bin}\""
     fi
     cat >>"$dir/config.toml" <<TOML
 
@@ -129,6 +135,9 @@ TOML
   # Pod sandboxes ask for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which root
   # lacks on these machines (runc fails the same way): keep it at containerd's own value.
   restrict_oom_score_adj = true
+  # Pod network namespaces under DIR/state (not /var/run/netns, which every containerd on the
+  # machine shares): the stop action's unmount finds any that is left.
+  netns_mounts_under_state_dir = true
   [plugins."$runtime_plugin".cni]
     $cni_bin
     conf_dir = "$dir/cni/conf"
@@ -136,6 +145,8 @@ TOML
     default_runtime_name = "sibling"
   [plugins."$runtime_plugin".containerd.runtimes.sibling]
     runtime_type = "io.containerd.sibling.v2"
+  [plugins."$runtime_plugin".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
 TOML
 }
 
@@ -191,11 +202,17 @@ start() {
     fi
     [ ! -e "$pidfile" ] || die "$dir already has a containerd (pid $(cat "$pidfile")); stop it first"
     local shim_dir=${SHIM_DIR:-$repo/target/release}
+    local netns=()
+    if [ -n "${NETNS:-}" ]; then
+        [ -e "/run/netns/$NETNS" ] || die "no network namespace /run/netns/$NETNS"
+        # Only the network namespace: containerd's mounts stay visible to the host (and to stop).
+        netns=(nsenter "--net=/run/netns/$NETNS")
+    fi
     mkdir -p "$dir"
     write_config
 
     # The containerd's own directory comes next: io.containerd.runc.v2 is its own version's.
-    PATH="$shim_dir${bin_dir:+:$bin_dir}:$PATH" setsid "$containerd_bin" --config "$dir/config.toml" \
+    PATH="$shim_dir${bin_dir:+:$bin_dir}:$PATH" setsid "${netns[@]}" "$containerd_bin" --config "$dir/config.toml" \
         </dev/null >>"$dir/containerd.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Clean up after test processes that died without running their own cleanup (killed by a
 # timeout, aborted, Ctrl-C): private containerd directories named <tmp>/sibling-e2e-<pid>-<n>
-# or <tmp>/sibling-bundle-<pid>-<n> (or the CRI test's <tmp>/sibling-cri-<pid>) whose test
-# process <pid> is gone.
+# or <tmp>/sibling-bundle-<pid>-<n> (or the CRI test's <tmp>/sibling-cri-<pid>-<n>, and its
+# network namespace /run/netns/sibling-cri-<pid>) whose test process <pid> is gone.
 #
 # Each such directory is stopped with scripts/containerd-private.sh stop, which kills only the
 # containerd recorded for it and shims naming its socket, unmounts what is under it and removes it.
@@ -52,6 +52,18 @@ for dir in "$tmp"/sibling-e2e-* "$tmp"/sibling-bundle-* "$tmp"/sibling-cri-*; do
             sort -r | while IFS= read -r m; do umount -l "$m" || true; done
         rm -rf --one-file-system -- "$dir"
     fi
+done
+
+# The CRI network test's own network namespace, sibling-cri-<pid> (its containerd ran in it; the
+# directory above is stopped first, so nothing runs there any more).
+for ns in /run/netns/sibling-cri-*; do
+    [ -e "$ns" ] || continue
+    owner=${ns##*/sibling-cri-}
+    case "$owner" in '' | *[!0-9]*) continue ;; esac
+    if [ -d "/proc/$owner" ]; then continue; fi
+    found=1
+    echo "sweep: network namespace ${ns##*/} was left by test process $owner" >&2
+    ip netns del "${ns##*/}" || true
 done
 
 # Parent cgroups of the test namespace, from the cgroup mounts listed in mountinfo.

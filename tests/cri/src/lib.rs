@@ -58,6 +58,9 @@ fn nix_root() -> bool {
     })
 }
 
+/// Makes a CNI network configuration, given the containerd's directory.
+type Conflist<'a> = Box<dyn FnOnce(&Path) -> serde_json::Value + 'a>;
+
 /// A running private containerd with CRI; stopped and removed on drop.
 pub struct CriContainerd {
     dir: PathBuf,
@@ -66,20 +69,49 @@ pub struct CriContainerd {
 impl CriContainerd {
     /// Starts it with the shim from target/release first in PATH, and imports the busybox and
     /// pause images into CRI's namespace.
+    /// Pods can only use the host network: its CNI directories are empty.
     pub fn start() -> CriContainerd {
+        Self::start_in(None)
+    }
+
+    /// Runs containerd (and so the CNI plugins it runs) in the network namespace `netns`, with
+    /// the plugins of [`CNI_BIN_DIR`] and the network `conflist(dir)` makes, given this
+    /// containerd's directory (where the network's private state, e.g. host-local's
+    /// `dataDir`, belongs: it goes when the containerd is stopped).
+    pub fn start_with_network(
+        netns: &TestNetns,
+        conflist: impl FnOnce(&Path) -> serde_json::Value,
+    ) -> CriContainerd {
+        Self::start_in(Some((netns, Box::new(conflist))))
+    }
+
+    fn start_in(network: Option<(&TestNetns, Conflist<'_>)>) -> CriContainerd {
         // One directory per containerd: the tests of one binary run in parallel threads of the
         // same process, and two containerds must never share a state directory.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("sibling-cri-{}-{n}", std::process::id()));
         let containerd = CriContainerd { dir };
-        let status = Command::new(repo().join("scripts/containerd-private.sh"))
+        let mut script = Command::new(repo().join("scripts/containerd-private.sh"));
+        script
             .arg("start")
             .arg(&containerd.dir)
             .env("CRI", "1")
-            .env("SHIM_DIR", repo().join("target/release"))
-            .status()
-            .expect("run containerd-private.sh");
+            .env("SHIM_DIR", repo().join("target/release"));
+        if let Some((netns, conflist)) = network {
+            let conf_dir = containerd.dir.join("cni/conf");
+            fs::create_dir_all(&conf_dir).expect("create the CNI conf dir");
+            let conf = conflist(&containerd.dir);
+            fs::write(
+                conf_dir.join("10-sibling-test.conflist"),
+                serde_json::to_vec_pretty(&conf).unwrap(),
+            )
+            .expect("write the CNI network");
+            script
+                .env("NETNS", netns.name())
+                .env("CNI_BIN_DIR", CNI_BIN_DIR);
+        }
+        let status = script.status().expect("run containerd-private.sh");
         assert!(status.success(), "private containerd did not start");
         for image in ["busybox-image.tar", "pause-image.tar"] {
             containerd.ctr(&[
@@ -163,6 +195,62 @@ impl Drop for CriContainerd {
             .arg("stop")
             .arg(&self.dir)
             .status();
+    }
+}
+
+/// Debian's containernetworking-plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// Whether the CNI plugins the network test needs are there (in CI they must be).
+pub fn have_cni_plugins() -> bool {
+    let missing: Vec<&str> = ["bridge", "host-local", "loopback"]
+        .into_iter()
+        .filter(|p| !Path::new(CNI_BIN_DIR).join(p).is_file())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "no {missing:?} in {CNI_BIN_DIR}: install containernetworking-plugins; CI must run this test"
+    );
+    eprintln!("skipped: no {missing:?} in {CNI_BIN_DIR} (containernetworking-plugins)");
+    false
+}
+
+/// A network namespace the test made (`ip netns add`), deleted when dropped, even after a
+/// failed test. Drop it after the containerd that runs in it.
+pub struct TestNetns(String);
+
+impl TestNetns {
+    pub fn add(name: &str) -> TestNetns {
+        let out = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .expect("run ip netns add");
+        assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        TestNetns(name.to_string())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// `ip -n NAME ARGS`, which must succeed; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .output()
+            .expect("run ip");
+        assert!(out.status.success(), "ip -n {} {args:?}: {out:?}", self.0);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 

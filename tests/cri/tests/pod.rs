@@ -19,7 +19,8 @@ use tonic::transport::Channel;
 const IMAGE: &str = "docker.io/library/sibling-busybox:latest";
 const HANDLER: &str = "sibling";
 
-/// Host network: the CRI plugin then runs no CNI plugin, which this machine does not set up.
+/// Host network: the CRI plugin then runs no CNI plugin (tests/network.rs runs pods on a CNI
+/// network).
 fn namespaces() -> NamespaceOption {
     NamespaceOption {
         network: NamespaceMode::Node as i32,
