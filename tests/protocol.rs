@@ -2030,9 +2030,23 @@ fn terminal_execs_with_an_unwritten_stdin_leave_no_thread_or_fd_behind() {
         let _ = std::fs::remove_file(&stdin);
         let _ = std::fs::remove_file(&stdout);
     };
-    // One first, so whatever the daemon starts once for execs is counted in the baseline.
+    // One first, so whatever the daemon starts once for execs is counted in the baseline. Its
+    // own stdin copier ends with it, but asynchronously (it sees the pidfd after Delete may
+    // have answered): the baseline is taken once that copier is gone, or a loaded machine
+    // counts it (seen: 8 threads and 7 fds before, 7 and 3 after).
     run(0);
+    let copiers_gone = || {
+        !thread_names(daemon)
+            .iter()
+            .any(|n| n == "stdin" || n == "console-out")
+    };
+    assert!(
+        eventually(copiers_gone),
+        "exec 0's copiers never ended: {:?}",
+        thread_names(daemon)
+    );
     let before = thread_and_fd_counts(daemon, &fake.dir);
+    let names_before = thread_names(daemon);
     for i in 1..=50 {
         run(i);
     }
@@ -2040,7 +2054,8 @@ fn terminal_execs_with_an_unwritten_stdin_leave_no_thread_or_fd_behind() {
     let settled = eventually(|| thread_and_fd_counts(daemon, &fake.dir) == before);
     assert!(
         settled,
-        "threads and fds of the daemon before 50 terminal execs {before:?}, after {:?}: {:?}",
+        "threads and fds of the daemon before 50 terminal execs {before:?} {names_before:?}, \
+         after {:?} {:?}",
         thread_and_fd_counts(daemon, &fake.dir),
         thread_names(daemon)
     );

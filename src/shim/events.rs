@@ -3,14 +3,27 @@
 //! Callers enqueue events in contract order (they hold the process's lock while they do, see
 //! `task`); one publisher thread sends them in exactly that order over ttrpc, retrying with a
 //! timeout, so a slow or restarting containerd never blocks an RPC or the reaper.
+//!
+//! The publisher speaks ttrpc itself over one blocking socket with timeouts: one
+//! `Events.Forward` request, then its response, per event. The ttrpc crate's sync client would
+//! add two threads per daemon, one of which wakes every 10 ms for as long as the daemon lives
+//! (its receiver polls with a 10 ms timeout), and the publisher never has two requests in flight.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use containerd_shim::publisher::RemotePublisher;
-use containerd_shim_protos::protobuf::MessageDyn;
-use containerd_shim_protos::ttrpc::context;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::{Message, MessageDyn};
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::ttrpc::proto::{
+    MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX, MESSAGE_TYPE_RESPONSE,
+};
+use containerd_shim_protos::ttrpc::{Code, MessageHeader, Request, Response};
 
 /// How long one publish may take before it counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,7 +90,7 @@ impl Publisher {
 }
 
 fn run_publisher(address: &str, namespace: &str, rx: Receiver<Item>) {
-    let mut client: Option<RemotePublisher> = None;
+    let mut client: Option<EventsConnection> = None;
     for item in rx {
         match item {
             Item::Event(event) => deliver(address, namespace, &mut client, event),
@@ -86,7 +99,7 @@ fn run_publisher(address: &str, namespace: &str, rx: Receiver<Item>) {
     }
 }
 
-fn deliver(address: &str, namespace: &str, client: &mut Option<RemotePublisher>, event: Event) {
+fn deliver(address: &str, namespace: &str, client: &mut Option<EventsConnection>, event: Event) {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
         match try_publish(address, namespace, client, &event) {
@@ -107,15 +120,103 @@ fn deliver(address: &str, namespace: &str, client: &mut Option<RemotePublisher>,
 fn try_publish(
     address: &str,
     namespace: &str,
-    client: &mut Option<RemotePublisher>,
+    client: &mut Option<EventsConnection>,
     event: &Event,
-) -> Result<(), containerd_shim::Error> {
+) -> Result<(), String> {
     if client.is_none() {
-        *client = Some(RemotePublisher::new(address)?);
+        *client = Some(EventsConnection::connect(address).map_err(|e| format!("connect: {e}"))?);
     }
-    let Some(publisher) = client.as_ref() else {
+    let Some(connection) = client.as_mut() else {
         unreachable!("connected above")
     };
-    let ctx = context::with_timeout(PUBLISH_TIMEOUT.as_nanos() as i64);
-    publisher.publish(ctx, event.topic, namespace, event.message.clone_box())
+    connection.forward(&forward_request(namespace, event)?)
+}
+
+/// containerd's Events service, as the shim crate's publisher addresses it.
+const EVENTS_SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
+
+/// The envelope containerd expects: topic, namespace, the time of sending, the event as `Any`.
+fn forward_request(namespace: &str, event: &Event) -> Result<ForwardRequest, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut envelope = Envelope::new();
+    envelope.set_topic(event.topic.to_owned());
+    envelope.set_namespace(namespace.to_owned());
+    envelope.set_timestamp(Timestamp {
+        seconds: now.as_secs() as i64,
+        nanos: now.subsec_nanos() as i32,
+        ..Default::default()
+    });
+    let mut any = Any::new();
+    any.type_url = event.message.descriptor_dyn().full_name().to_owned();
+    any.value = event
+        .message
+        .write_to_bytes_dyn()
+        .map_err(|e| format!("encode {}: {e}", event.topic))?;
+    envelope.set_event(any);
+    let mut request = ForwardRequest::new();
+    request.set_envelope(envelope);
+    Ok(request)
+}
+
+/// One ttrpc connection to containerd, used by the publisher thread alone.
+struct EventsConnection {
+    stream: UnixStream,
+    /// Client streams are odd, and each request takes a new one.
+    next_stream: u32,
+}
+
+impl EventsConnection {
+    fn connect(address: &str) -> std::io::Result<EventsConnection> {
+        let path = address.strip_prefix("unix://").unwrap_or(address);
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(PUBLISH_TIMEOUT))?;
+        stream.set_write_timeout(Some(PUBLISH_TIMEOUT))?;
+        Ok(EventsConnection {
+            stream,
+            next_stream: 1,
+        })
+    }
+
+    /// Sends `Events.Forward` and waits (at most PUBLISH_TIMEOUT per read) for its response.
+    fn forward(&mut self, forward: &ForwardRequest) -> Result<(), String> {
+        let mut request = Request::new();
+        request.set_service(EVENTS_SERVICE.to_owned());
+        request.set_method("Forward".to_owned());
+        request.set_timeout_nano(PUBLISH_TIMEOUT.as_nanos() as i64);
+        request.payload = forward
+            .write_to_bytes()
+            .map_err(|e| format!("encode: {e}"))?;
+        let body = request
+            .write_to_bytes()
+            .map_err(|e| format!("encode: {e}"))?;
+        let stream_id = self.next_stream;
+        self.next_stream = self.next_stream.wrapping_add(2);
+        let header: Vec<u8> = MessageHeader::new_request(stream_id, body.len() as u32).into();
+        let io = |e: std::io::Error| format!("ttrpc: {e}");
+        self.stream.write_all(&header).map_err(io)?;
+        self.stream.write_all(&body).map_err(io)?;
+        loop {
+            let mut header = [0u8; MESSAGE_HEADER_LENGTH];
+            self.stream.read_exact(&mut header).map_err(io)?;
+            let header = MessageHeader::from(&header);
+            if header.length as usize > MESSAGE_LENGTH_MAX {
+                return Err(format!("ttrpc: a {} byte message", header.length));
+            }
+            let mut body = vec![0u8; header.length as usize];
+            self.stream.read_exact(&mut body).map_err(io)?;
+            if header.type_ != MESSAGE_TYPE_RESPONSE || header.stream_id != stream_id {
+                continue; // not ours (a late answer to a request that timed out)
+            }
+            let response =
+                Response::parse_from_bytes(&body).map_err(|e| format!("ttrpc response: {e}"))?;
+            let status = response.status();
+            return if status.code() == Code::OK {
+                Ok(())
+            } else {
+                Err(format!("{:?}: {}", status.code(), status.message()))
+            };
+        }
+    }
 }
