@@ -2234,8 +2234,11 @@ fn hooks_of_every_kind_run_in_order_with_state_args_env_in_their_namespaces() {
         assert_eq!(state["status"], status, "{name}");
         assert_eq!(state["bundle"], bundle.display().to_string(), "{name}");
         assert_eq!(state["annotations"]["org.example/key"], "value", "{name}");
+        // The pid as the hook's namespace sees it: 1 inside the container's PID namespace.
         if name == "poststop" {
             assert!(state.get("pid").is_none(), "{state}");
+        } else if in_container {
+            assert_eq!(state["pid"], 1, "{name}");
         } else {
             assert_eq!(state["pid"], pid, "{name}");
         }

@@ -145,7 +145,8 @@ impl StateBase {
     }
 
     /// The runtime-spec state: `status` is `creating`, `created`, `running` or `stopped`;
-    /// `pid` (the init's, as the runtime's PID namespace sees it) is left out when `None`.
+    /// `pid` (the init's, as the PID namespace the hook runs in sees it) is left out when
+    /// `None`.
     pub fn json(&self, status: &str, pid: Option<u32>) -> String {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]

@@ -88,9 +88,7 @@ pub fn prepare(
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let (seccomp, seccomp_warnings) = compile_seccomp(profile)?;
     warnings.extend(seccomp_warnings);
-    // The hooks' state: the init's pid as the runtime's PID namespace sees it, read while the
-    // host's /proc is still this process's /proc.
-    let hooks = InitHooks::new(config)?;
+    let hooks = InitHooks::new(config);
     build_rootfs(config, &namespaces, idmapped, &hooks, runtime_hooks)?;
     // After pivot_root (the pty must come from the container's devpts) and before /dev or the
     // root become read-only (/dev/console is bound over).
@@ -110,35 +108,23 @@ pub fn prepare(
 /// The hooks the init runs itself, and their state.
 struct InitHooks<'a> {
     config: &'a InitConfig,
-    /// The init's host pid, when a hook of the init needs it.
-    pid: Option<u32>,
+    /// The init's pid as the container sees it (1 in a PID namespace of its own): these hooks
+    /// run in the container's namespaces, and runtime-spec's state says "for hooks executed in
+    /// the container namespace, it is the pid as seen by the container" (runc does the same).
+    pid: u32,
 }
 
 impl<'a> InitHooks<'a> {
-    fn new(config: &'a InitConfig) -> Result<Self, InitError> {
-        let wanted = [HookKind::CreateContainer, HookKind::StartContainer]
-            .into_iter()
-            .any(|kind| !spec_hooks(&config.spec, kind).is_empty());
-        let pid = if wanted {
-            let link =
-                std::fs::read_link("/proc/self").map_err(|error| InitError::ReadHostFile {
-                    path: "/proc/self".into(),
-                    error,
-                })?;
-            let pid = link
-                .to_str()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| InitError::Hook(format!("/proc/self is {link:?}, not a pid")))?;
-            Some(pid)
-        } else {
-            None
-        };
-        Ok(InitHooks { config, pid })
+    fn new(config: &'a InitConfig) -> Self {
+        InitHooks {
+            config,
+            pid: std::process::id(),
+        }
     }
 
     fn state(&self, status: &str) -> String {
         let config = self.config;
-        StateBase::of_spec(&config.id, &config.bundle, &config.spec).json(status, self.pid)
+        StateBase::of_spec(&config.id, &config.bundle, &config.spec).json(status, Some(self.pid))
     }
 
     /// Sync 2 and 3 (through the daemon), then the `createContainer` hooks: in the container's

@@ -20,6 +20,10 @@ use super::exit_order::ExitOrder;
 use super::time::timestamp_now;
 use crate::spawn::{PendingProcess, clone::pidfd_send_signal};
 
+/// How long Start waits, after a failed start, for the process to exit on its own, then after
+/// SIGKILL, for the reaper to record the exit.
+const FAILED_START_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where a process is in its life, as far as the daemon's records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -167,7 +171,32 @@ impl Process {
             // The exit came while Start was in flight: its event was held back until now.
             self.publish_exit(&exit);
         }
+        drop(state);
+        if result.is_err() {
+            self.settle_failed_start();
+        }
         result
+    }
+
+    /// A process whose Start failed never ran its program and is on its way out (it exits once
+    /// its sync step failed). Start returns only once the reaper recorded that exit (bounded;
+    /// SIGKILL if it lingers), so the process is STOPPED and deletable by the time containerd
+    /// hears of the failure: `ctr run --rm` deletes the task at once, and a Delete of a task
+    /// still RUNNING is refused (runc's shim keeps such an init CREATED and deletes it).
+    fn settle_failed_start(&self) {
+        if self.wait_timeout(FAILED_START_EXIT).is_some() {
+            return;
+        }
+        // Not through `kill`: it may have exited meanwhile, which is what is wanted.
+        let _ = pidfd_send_signal(&self.pidfd, nix::libc::SIGKILL);
+        if self.wait_timeout(FAILED_START_EXIT).is_none() {
+            log::warn!(
+                "{}: process {} whose start failed did not exit within {:?} of SIGKILL",
+                self.container_id,
+                self.pid,
+                FAILED_START_EXIT
+            );
+        }
     }
 
     /// Records the exit the reaper saw, wakes waiters and enqueues TaskExit (or leaves that to

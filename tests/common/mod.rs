@@ -786,8 +786,17 @@ impl PrivateContainerd {
     /// `config` as it is (ctr adds nothing to it, and uses no image or snapshot: the spec's
     /// `root.path` is the rootfs).
     pub fn run_config(&self, config: &Path, id: &str) -> CtrResult {
-        let mut all =
-            self.run_prefix_with("--rm", &["--config", &config.display().to_string()], id);
+        self.run_config_mode("--rm", config, id)
+    }
+
+    /// `ctr run -d --config CONFIG --runtime RUNTIME ID`: creates and starts the task of the
+    /// spec in `config` (as [`run_config`](Self::run_config)), then returns.
+    pub fn run_config_detached(&self, config: &Path, id: &str) -> CtrResult {
+        self.run_config_mode("-d", config, id)
+    }
+
+    fn run_config_mode(&self, mode: &str, config: &Path, id: &str) -> CtrResult {
+        let mut all = self.run_prefix_with(mode, &["--config", &config.display().to_string()], id);
         // With --config, ctr takes the id alone: drop the image.
         all.retain(|a| a != IMAGE);
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
