@@ -5,7 +5,9 @@
 #        scripts/containerd-private.sh stop DIR
 #
 # start: writes DIR/config.toml (root, state and both sockets under DIR, CRI off unless
-#        CRI=1, which adds the runtime class "sibling"; log level LOG_LEVEL, default
+#        CRI=1, which adds the runtime classes "sibling" and "runc"; CRI_APPARMOR=1 lets
+#        CRI apply AppArmor profiles on a host that has AppArmor (its default profile to
+#        every container that asks for none), off otherwise; log level LOG_LEVEL, default
 #        debug),
 #        starts containerd in the background with SHIM_DIR (env; default: this
 #        repo's target/release) first in PATH so `--runtime io.containerd.sibling.v2`
@@ -105,8 +107,10 @@ disabled_plugins = [
   path = "$dir/opt"
 TOML
     [ "${CRI:-0}" = 1 ] || return 0
-    # The runtime class "sibling", as the README tells users to configure it. Pods use the
-    # host network (no CNI plugin runs), and no AppArmor profile is asked for.
+    # The runtime class "sibling", as the README tells users to configure it, and "runc", the
+    # reference. Pods use the host network (no CNI plugin runs). AppArmor stays off unless
+    # CRI_APPARMOR=1 (the node VM's AppArmor test): on a host with AppArmor, CRI then loads its
+    # default profile, cri-containerd.apparmor.d, and applies it to every container.
     local sandbox_image=${CRI_SANDBOX_IMAGE:-docker.io/library/sibling-pause:latest}
     local sandbox_line cni_bin
     if [ "$major" -ge 2 ]; then
@@ -125,7 +129,7 @@ TOML
 
 [plugins."$runtime_plugin"]
   $sandbox_line
-  disable_apparmor = true
+  disable_apparmor = $([ "${CRI_APPARMOR:-0}" = 1 ] && echo false || echo true)
   # Pod sandboxes ask for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which root
   # lacks on these machines (runc fails the same way): keep it at containerd's own value.
   restrict_oom_score_adj = true
@@ -136,6 +140,8 @@ TOML
     default_runtime_name = "sibling"
   [plugins."$runtime_plugin".containerd.runtimes.sibling]
     runtime_type = "io.containerd.sibling.v2"
+  [plugins."$runtime_plugin".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
 TOML
 }
 

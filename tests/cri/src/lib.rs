@@ -67,6 +67,12 @@ impl CriContainerd {
     /// Starts it with the shim from target/release first in PATH, and imports the busybox and
     /// pause images into CRI's namespace.
     pub fn start() -> CriContainerd {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more environment for scripts/containerd-private.sh (e.g.
+    /// `CRI_APPARMOR=1`).
+    pub fn start_with(env: &[(&str, &str)]) -> CriContainerd {
         // One directory per containerd: the tests of one binary run in parallel threads of the
         // same process, and two containerds must never share a state directory.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -78,6 +84,7 @@ impl CriContainerd {
             .arg(&containerd.dir)
             .env("CRI", "1")
             .env("SHIM_DIR", repo().join("target/release"))
+            .envs(env.iter().copied())
             .status()
             .expect("run containerd-private.sh");
         assert!(status.success(), "private containerd did not start");
