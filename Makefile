@@ -125,9 +125,12 @@ test-cgroup-v2: rootfs
 # runs them in the guest. The first run installs apparmor (apparmor_parser), and like
 # test-cgroup-v2 qemu and a Debian kernel. VM_* variables tune the VM. `make test` runs it
 # (about 4 minutes: 35 to 45 s of boot under TCG, then the tests).
+# NODE_VM_CONTAINERD_VERSIONS="1.7 2.1" also runs the CRI AppArmor test against those (from
+# `make containerd-versions`; about 2 more minutes each, so `make test` leaves them out).
 NODE_VM_TESTS := --test security $(if $(wildcard tests/systemd_cgroup.rs),--test systemd_cgroup)
+NODE_VM_CONTAINERD_VERSIONS ?=
 .PHONY: test-node-vm
-test-node-vm: build rootfs image
+test-node-vm: build rootfs image $(if $(NODE_VM_CONTAINERD_VERSIONS),containerd-versions)
 	@bins=$$($(CARGO) test --release --no-run $(NODE_VM_TESTS) --message-format=json | \
 		grep -o '"executable":"[^"]*/\(security\|systemd_cgroup\)-[^"/]*"' | cut -d'"' -f4); \
 	cri_bins=$$(CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --no-run \
@@ -135,6 +138,8 @@ test-node-vm: build rootfs image
 		grep -o '"executable":"[^"]*/\(apparmor\|pod\)-[^"/]*"' | cut -d'"' -f4); \
 	[ -n "$$bins" ] && [ -n "$$cri_bins" ] || { echo "test-node-vm: no test binaries" >&2; exit 1; }; \
 	CI=true SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
+		NODE_VM_CONTAINERD_VERSIONS="$(NODE_VM_CONTAINERD_VERSIONS)" \
+		VM_ENV="CI SIBLING_ROOTFS SIBLING_IMAGE_TAR RUST_BACKTRACE RUST_LOG NODE_VM_CONTAINERD_VERSIONS" \
 		scripts/vm/node-vm.sh tests/vm/node-vm-tests.sh $$bins $$cri_bins
 
 # Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another

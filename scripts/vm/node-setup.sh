@@ -41,8 +41,12 @@ UNIT
 cat >"$units/vm-payload.service" <<'UNIT'
 [Unit]
 Description=Node VM payload (scripts/vm/node-vm.sh)
-Requires=dbus.socket
-After=basic.target dbus.socket apparmor.service systemd-tmpfiles-setup.service
+# D-Bus is socket-activated: start the daemon before the payload, as a node's boot does, so
+# the payload's first call does not wait for it (under TCG that took longer than busctl waits).
+Requires=dbus.socket dbus.service
+After=basic.target dbus.socket dbus.service apparmor.service systemd-tmpfiles-setup.service
+# run-payload.sh powers off itself; if it cannot even run, do not wait for the host's timeout.
+FailureAction=poweroff-force
 
 [Service]
 Type=oneshot
