@@ -67,6 +67,7 @@ test: build rootfs image criu
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
 	$(MAKE) test-containerd-versions
 	$(MAKE) test-cgroup-v2
+	$(MAKE) test-node-vm
 
 # CRIU for the checkpoint/restore tests: Debian trixie's criu 4.1.1 with its libc, extracted
 # (never installed) into build/criu/ by scripts/fetch-criu.sh (bookworm's 3.17.1 fails
@@ -115,6 +116,31 @@ test-cgroup-v2: rootfs
 	CI=true SIBLING_ROOTFS=$(ROOTFS) scripts/vm/cgroup-v2-vm.sh bash -c \
 		'rc=0; for bin; do tests/vm/cgroup-v2-protocol.sh "$$bin" $(CGROUP_V2_TESTS) || rc=1; done; exit $$rc' \
 		cgroup-v2 $$bins
+
+# The tests that need a Kubernetes-like node, in one boot of a qemu VM (TCG) that runs the
+# host's systemd as PID 1 with D-Bus, pure cgroup v2 and AppArmor on (scripts/vm/node-vm.sh;
+# these machines have none of the three). The test binaries are built here, on the host:
+# the AppArmor tests of tests/security.rs, tests/systemd_cgroup.rs (the systemd cgroup driver)
+# when it exists, and the CRI tests with AppArmor and a pod (tests/cri); tests/vm/node-vm-tests.sh
+# runs them in the guest. The first run installs apparmor (apparmor_parser), and like
+# test-cgroup-v2 qemu and a Debian kernel. VM_* variables tune the VM. `make test` runs it
+# (about 4 minutes: 35 to 45 s of boot under TCG, then the tests).
+# NODE_VM_CONTAINERD_VERSIONS="1.7 2.1" also runs the CRI AppArmor test against those (from
+# `make containerd-versions`; about 2 more minutes each, so `make test` leaves them out).
+NODE_VM_TESTS := --test security $(if $(wildcard tests/systemd_cgroup.rs),--test systemd_cgroup)
+NODE_VM_CONTAINERD_VERSIONS ?=
+.PHONY: test-node-vm
+test-node-vm: build rootfs image $(if $(NODE_VM_CONTAINERD_VERSIONS),containerd-versions)
+	@bins=$$($(CARGO) test --release --no-run $(NODE_VM_TESTS) --message-format=json | \
+		grep -o '"executable":"[^"]*/\(security\|systemd_cgroup\)-[^"/]*"' | cut -d'"' -f4); \
+	cri_bins=$$(CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --no-run \
+		--manifest-path tests/cri/Cargo.toml --test apparmor --test pod --message-format=json | \
+		grep -o '"executable":"[^"]*/\(apparmor\|pod\)-[^"/]*"' | cut -d'"' -f4); \
+	[ -n "$$bins" ] && [ -n "$$cri_bins" ] || { echo "test-node-vm: no test binaries" >&2; exit 1; }; \
+	CI=true SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
+		NODE_VM_CONTAINERD_VERSIONS="$(NODE_VM_CONTAINERD_VERSIONS)" \
+		VM_ENV="CI SIBLING_ROOTFS SIBLING_IMAGE_TAR RUST_BACKTRACE RUST_LOG NODE_VM_CONTAINERD_VERSIONS" \
+		scripts/vm/node-vm.sh tests/vm/node-vm-tests.sh $$bins $$cri_bins
 
 # Runs a few containers through a private containerd with our shim. DEMO_RUNTIME picks another
 # runtime (e.g. io.containerd.runc.v2) to compare.

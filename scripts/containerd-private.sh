@@ -5,7 +5,9 @@
 #        scripts/containerd-private.sh stop DIR
 #
 # start: writes DIR/config.toml (root, state and both sockets under DIR, CRI off unless
-#        CRI=1, which adds the runtime class "sibling"; log level LOG_LEVEL, default
+#        CRI=1, which adds the runtime classes "sibling" and "runc"; CRI_APPARMOR=1 lets
+#        CRI apply AppArmor profiles on a host that has AppArmor (its default profile to
+#        every container that asks for none), off otherwise; log level LOG_LEVEL, default
 #        debug),
 #        starts containerd in the background with SHIM_DIR (env; default: this
 #        repo's target/release) first in PATH so `--runtime io.containerd.sibling.v2`
@@ -111,8 +113,10 @@ disabled_plugins = [
 TOML
     [ "${CRI:-0}" = 1 ] || return 0
     # The runtime class "sibling", as the README tells users to configure it, and "runc", the
-    # reference. No AppArmor profile is asked for. Pods on the host network need no CNI
-    # plugin; the others get the network in DIR/cni/conf, with plugins from CNI_BIN_DIR.
+    # reference. Pods on the host network need no CNI plugin; the others get the network in
+    # DIR/cni/conf, with plugins from CNI_BIN_DIR. AppArmor stays off unless CRI_APPARMOR=1 (the
+    # node VM's AppArmor test): on a host with AppArmor, CRI then loads its default profile,
+    # cri-containerd.apparmor.d, and applies it to every container.
     local sandbox_image=${CRI_SANDBOX_IMAGE:-docker.io/library/sibling-pause:latest}
     local sandbox_line cni_bin
     if [ "$major" -ge 2 ]; then
@@ -131,7 +135,7 @@ TOML
 
 [plugins."$runtime_plugin"]
   $sandbox_line
-  disable_apparmor = true
+  disable_apparmor = $([ "${CRI_APPARMOR:-0}" = 1 ] && echo false || echo true)
   # Pod sandboxes ask for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which root
   # lacks on these machines (runc fails the same way): keep it at containerd's own value.
   restrict_oom_score_adj = true

@@ -719,6 +719,210 @@ fn lsm_labels_the_host_cannot_apply_are_refused() {
     container.kill_and_delete();
 }
 
+/// Whether AppArmor is enabled here and `apparmor_parser` can load profiles. Where it is not
+/// (these build machines boot with AppArmor off), the AppArmor tests skip with a message,
+/// unless `SIBLING_EXPECT_APPARMOR=1` (the node VM, tests/vm/node-vm-tests.sh) makes it a
+/// failure.
+fn apparmor_available() -> bool {
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.starts_with('Y'));
+    let parser = std::process::Command::new("apparmor_parser")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if enabled && parser {
+        return true;
+    }
+    let why = format!(
+        "AppArmor tests need AppArmor enabled (have: {enabled}) and apparmor_parser (have: \
+         {parser}); scripts/vm/node-vm.sh boots a VM that has both"
+    );
+    let expected = std::env::var("SIBLING_EXPECT_APPARMOR").is_ok_and(|v| v == "1");
+    assert!(!expected, "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// An AppArmor profile loaded into the kernel for one test, removed when dropped.
+struct LoadedProfile {
+    name: String,
+    file: std::path::PathBuf,
+}
+
+impl LoadedProfile {
+    /// Loads `profile NAME flags=(attach_disconnected,mediate_deleted) { BODY }`.
+    fn load(name: &str, body: &str) -> LoadedProfile {
+        let file = std::env::temp_dir().join(format!("{name}.apparmor"));
+        let text =
+            format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n{body}}}\n");
+        std::fs::write(&file, text).unwrap();
+        let loaded = LoadedProfile {
+            name: name.into(),
+            file,
+        };
+        let out = std::process::Command::new("apparmor_parser")
+            .args(["--replace", "--skip-cache"])
+            .arg(&loaded.file)
+            .output()
+            .expect("run apparmor_parser");
+        assert!(
+            out.status.success(),
+            "apparmor_parser -r {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let profiles = std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
+            .expect("read the kernel's AppArmor profiles");
+        assert!(
+            profiles.lines().any(|l| l == format!("{name} (enforce)")),
+            "{name} is not among the loaded profiles:\n{profiles}"
+        );
+        loaded
+    }
+}
+
+impl Drop for LoadedProfile {
+    fn drop(&mut self) {
+        let removed = std::process::Command::new("apparmor_parser")
+            .arg("--remove")
+            .arg(&self.file)
+            .status();
+        if !removed.is_ok_and(|s| s.success()) {
+            eprintln!("could not remove AppArmor profile {}", self.name);
+        }
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The AppArmor label of `pid` (`attr/apparmor/current`, Linux 5.8+), and the same from the
+/// LSM-neutral `attr/current`, which must agree.
+fn apparmor_label(pid: u32) -> String {
+    let current = std::fs::read_to_string(format!("/proc/{pid}/attr/apparmor/current"))
+        .unwrap_or_else(|e| panic!("attr/apparmor/current of {pid}: {e}"));
+    let neutral = std::fs::read_to_string(format!("/proc/{pid}/attr/current")).unwrap();
+    assert_eq!(
+        current, neutral,
+        "attr/apparmor/current and attr/current of {pid}"
+    );
+    current.trim_end().to_string()
+}
+
+/// The operations the test profile decides, tried by a shell in the container: its own label,
+/// a write it allows, a write it denies, a read it denies (of a file it may write).
+const APPARMOR_PROBE: &str = "cat /proc/self/attr/current; \
+     if echo x > /tmp/allowed; then echo allowed-write:ok; else echo allowed-write:refused; fi; \
+     if echo x > /tmp/denied; then echo denied-write:ok; else echo denied-write:refused; fi; \
+     if echo s > /tmp/secret && cat /tmp/secret >/dev/null; then echo denied-read:ok; \
+     else echo denied-read:refused; fi";
+
+fn apparmor_probe_output(label: &str, allowed: &str, denied: &str) -> String {
+    format!("{label}\nallowed-write:{allowed}\ndenied-write:{denied}\ndenied-read:{denied}\n")
+}
+
+/// With AppArmor on, `process.apparmorProfile` confines the init and an exec from their
+/// execve on: the kernel names the profile (enforce) for both, what it denies fails and what it
+/// allows works; an exec without a profile runs unconfined and may do all of it (the probe can
+/// tell the difference). A profile the kernel does not have fails Create, and an exec's Start,
+/// naming it, instead of running the process unconfined.
+#[test]
+#[ignore = "needs root"]
+fn an_apparmor_profile_confines_the_init_and_an_exec() {
+    if !require_root() || !apparmor_available() {
+        return;
+    }
+    let name = format!("sibling-test-{}", std::process::id());
+    let _profile = LoadedProfile::load(
+        &name,
+        "  file,\n  capability,\n  signal,\n  unix,\n  network,\n  \
+         deny /tmp/denied w,\n  deny /tmp/secret r,\n",
+    );
+    let fake = FakeContainerd::new("apparmor");
+    let script = format!("{APPARMOR_PROBE}; touch /tmp/printed; exec sleep 100");
+    let mut spec = spec_running(&script);
+    spec["process"]["apparmorProfile"] = serde_json::json!(name);
+    let mut container = Container::create(&fake, "apparmor", spec);
+    // Before Start the init is still the shim's code: the profile applies at its execve.
+    assert_eq!(apparmor_label(container.pid), "unconfined");
+    container.start();
+    container.wait_until_printed();
+    let enforced = format!("{name} (enforce)");
+    assert_eq!(apparmor_label(container.pid), enforced, "the init's label");
+    let output = container.output.take().unwrap();
+
+    let (_, reader) = container.add_exec("confined", &["/bin/sh", "-c", APPARMOR_PROBE], |p| {
+        p["apparmorProfile"] = serde_json::json!(name);
+    });
+    container
+        .start_exec("confined")
+        .expect("start the confined exec");
+    let wait = WaitRequest {
+        id: container.id.clone(),
+        exec_id: "confined".into(),
+        ..Default::default()
+    };
+    let status = container.shim.task.wait(ctx(), &wait).expect("wait exec");
+    assert_eq!(
+        (status.exit_status, reader.join().unwrap()),
+        (0, apparmor_probe_output(&enforced, "ok", "refused")),
+        "the confined exec"
+    );
+    container
+        .shim
+        .task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: container.id.clone(),
+                exec_id: "confined".into(),
+                ..Default::default()
+            },
+        )
+        .expect("delete exec");
+
+    // The same probe without a profile: nothing denies it.
+    let unconfined = container.exec("unconfined", &["/bin/sh", "-c", APPARMOR_PROBE], None);
+    assert_eq!(
+        unconfined,
+        Ok((0, apparmor_probe_output("unconfined", "ok", "ok"))),
+        "an exec without apparmorProfile"
+    );
+
+    // A profile the kernel does not have: the exec's Start fails, the container runs on.
+    let missing = format!("sibling-not-loaded-{}", std::process::id());
+    let (fifo, reader) = container.add_exec("missing", &["/bin/true"], |p| {
+        p["apparmorProfile"] = serde_json::json!(missing);
+    });
+    let err = container
+        .start_exec("missing")
+        .expect_err("an exec with a profile that is not loaded");
+    abandon_reader(&fifo, reader);
+    assert!(
+        err.contains(&missing) && err.contains("not loaded"),
+        "{err}"
+    );
+    assert_eq!(
+        apparmor_label(container.pid),
+        enforced,
+        "the init after the failed exec"
+    );
+    container.kill_and_delete();
+    // The init's own probe, written before it slept.
+    assert_eq!(
+        output.join().unwrap(),
+        apparmor_probe_output(&enforced, "ok", "refused"),
+        "the confined init"
+    );
+
+    let mut spec = spec_running("true");
+    spec["process"]["apparmorProfile"] = serde_json::json!(missing);
+    let err = Container::try_create(&fake, "apparmor-missing", &mut spec)
+        .err()
+        .expect("Create with a profile that is not loaded");
+    assert!(
+        err.contains(&missing) && err.contains("not loaded"),
+        "{err}"
+    );
+}
+
 /// CVE-2019-19921 / CVE-2023-27561: an image whose /proc is a symlink must get no mount
 /// outside the rootfs, nor a /proc that is not procfs (where the kernel's protections and the
 /// masks would not hold). A link out of the rootfs to nothing is refused; a link to a

@@ -25,6 +25,8 @@
 #   VM_CGROUP2_OPTS mount options of cgroup2 in the guest (default: systemd's,
 #                   nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot)
 #   VM_BOOT         vmlinux (default, PVH entry, faster under TCG) or vmlinuz
+#   VM_MODE         cgroup-v2 (default: busybox /init runs the payload) or node (systemd as
+#                   PID 1 with AppArmor on; scripts/vm/node-vm.sh sets it and documents it)
 #
 # First run: adds the bookworm-backports suite and installs qemu-system-x86 if it is missing,
 # downloads a Debian kernel package (about 70 MB) into VM_DIR. Later runs use the cache.
@@ -36,17 +38,19 @@ VM_TIMEOUT=${VM_TIMEOUT:-480}
 VM_MEMORY=${VM_MEMORY:-2048}
 VM_CPUS=${VM_CPUS:-2}
 VM_BOOT=${VM_BOOT:-vmlinux}
+VM_MODE=${VM_MODE:-cgroup-v2}
 VM_ENV=${VM_ENV:-"CI SIBLING_ROOTFS SIBLING_IMAGE_TAR RUST_BACKTRACE RUST_LOG"}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 # Modules the guest loads, with their dependencies (9p over virtio for the shares, overlay for
 # container rootfs). Everything cgroup-related is built into Debian's kernel.
 VM_MODULES=${VM_MODULES:-"virtio_pci 9pnet_virtio 9p overlay"}
 
-log() { echo "cgroup-v2-vm: $*" >&2; }
+log() { echo "$VM_MODE-vm: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 [ "$#" -gt 0 ] && [ "$1" = "--" ] && shift
 [ "$#" -gt 0 ] || die "usage: $0 [--] COMMAND [ARG...]"
+case "$VM_MODE" in cgroup-v2 | node) ;; *) die "VM_MODE must be cgroup-v2 or node, not $VM_MODE" ;; esac
 [ "$(id -u)" -eq 0 ] || die "run as root (installs packages, and the guest runs the payload as root)"
 mkdir -p "$VM_DIR"
 
@@ -169,7 +173,7 @@ module_order() {
 build_initramfs() {
     local kver=$1 out=$2 moddir=$VM_DIR/kernel/lib/modules/$1
     local stamp
-    stamp=$(cat "${BASH_SOURCE[0]}" "$REPO/scripts/vm/guest-init.sh" | md5sum | cut -c1-12)-$kver-$(md5sum <"$BUSYBOX" | cut -c1-8)
+    stamp=$(cat "${BASH_SOURCE[0]}" "$REPO/scripts/vm/guest-init.sh" "$REPO/scripts/vm/node-setup.sh" | md5sum | cut -c1-12)-$kver-$(md5sum <"$BUSYBOX" | cut -c1-8)
     if [ -s "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
     log "building initramfs"
     local tree=$VM_DIR/initramfs.tree
@@ -177,6 +181,7 @@ build_initramfs() {
     mkdir -p "$tree"/vm/bin "$tree"/vm/modules "$tree"/{dev,proc,sys,tmp,run,mnt}
     cp "$BUSYBOX" "$tree/vm/bin/busybox"
     cp "$REPO/scripts/vm/guest-init.sh" "$tree/init"
+    cp "$REPO/scripts/vm/node-setup.sh" "$tree/vm/node-setup.sh"
     chmod 755 "$tree/init"
     local rel
     : >"$tree/vm/modules/order"
@@ -235,11 +240,17 @@ chmod 755 "$RUN_DIR/payload.sh"
 # results share: share0 is mounted at the first line, and so on).
 SHARES=(/usr /etc "$REPO")
 printf '%s\n' "${SHARES[@]}" >"$RUN_DIR/shares"
+APPEND="console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all${VM_CGROUP2_OPTS:+ vm.cgroup2=$VM_CGROUP2_OPTS}"
+if [ "$VM_MODE" = node ]; then
+    # systemd boots only what the payload needs (scripts/vm/node-setup.sh); AppArmor is built
+    # into Debian's kernel and off unless asked for.
+    APPEND+=" vm.mode=node apparmor=1 security=apparmor systemd.unit=vm-node.target systemd.show_status=error"
+fi
 QEMU_ARGS=(
     -accel tcg -m "$VM_MEMORY" -smp "$VM_CPUS" -nographic -no-reboot
     -nodefaults -serial "file:$RUN_DIR/console.log" -monitor none
     -kernel "$KERNEL" -initrd "$INITRD"
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all${VM_CGROUP2_OPTS:+ vm.cgroup2=$VM_CGROUP2_OPTS} ${VM_APPEND:-}"
+    -append "$APPEND ${VM_APPEND:-}"
     -fsdev "local,id=results,path=$RUN_DIR,security_model=none"
     -device "virtio-9p-pci,fsdev=results,mount_tag=results"
 )

@@ -1,8 +1,12 @@
 #!/vm/bin/busybox sh
-# /init of the cgroup v2 test VM (built into the initramfs by cgroup-v2-vm.sh; busybox only).
+# /init of the test VMs (built into the initramfs by cgroup-v2-vm.sh; busybox only).
 # Stage 1 (on the initramfs): copy itself into a tmpfs and switch_root there, because
 # pivot_root(2) fails with EINVAL while / is the initramfs. Stage 2 (on the tmpfs): mount the
-# API filesystems and cgroup2, the host's shares, run the payload, report, power off.
+# API filesystems, load the modules, mount the host's shares, then
+# - cgroup-v2 mode (the default): mount cgroup2, run the payload, report, power off;
+# - node mode (`vm.mode=node` on the kernel command line, scripts/vm/node-vm.sh): give the
+#   host's /etc a writable overlay and exec the host's systemd as PID 1, which mounts cgroup2
+#   itself and runs the payload from a unit (vm-payload.service), then powers off.
 BB=/vm/bin/busybox
 export PATH=/vm/bin
 
@@ -25,6 +29,14 @@ fail() {
 mkdir -p /proc /sys /dev /run /tmp /root /vm/results
 mount -t proc -o nosuid,nodev,noexec proc /proc
 t0=$(cut -d' ' -f1 /proc/uptime)
+mode=cgroup-v2
+cg_opts=nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+    vm.mode=*) mode=${arg#vm.mode=} ;;
+    vm.cgroup2=*) cg_opts=${arg#vm.cgroup2=} ;;
+    esac
+done
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /dev/mqueue
@@ -37,21 +49,20 @@ ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
-# Pure cgroup v2, with systemd's mount options (nsdelegate makes cgroup namespaces delegation
-# boundaries: no migration across them). `vm.cgroup2=OPTS` on the kernel command line
-# (VM_CGROUP2_OPTS on the host) replaces them.
-cg_opts=nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot
-for arg in $(cat /proc/cmdline); do
-    case $arg in vm.cgroup2=*) cg_opts=${arg#vm.cgroup2=} ;; esac
-done
-mount -t cgroup2 -o "$cg_opts" cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2 ($cg_opts)"
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
-    echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || say "controller $c not enabled"
-done
-# Like a systemd host: mounts propagate (shared) unless a namespace says otherwise.
-mount --make-rshared /
+if [ "$mode" = cgroup-v2 ]; then
+    # Pure cgroup v2, with systemd's mount options (nsdelegate makes cgroup namespaces delegation
+    # boundaries: no migration across them). `vm.cgroup2=OPTS` on the kernel command line
+    # (VM_CGROUP2_OPTS on the host) replaces them. In node mode systemd mounts it.
+    mount -t cgroup2 -o "$cg_opts" cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2 ($cg_opts)"
+    for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+        echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || say "controller $c not enabled"
+    done
+    # Like a systemd host: mounts propagate (shared) unless a namespace says otherwise.
+    mount --make-rshared /
+    say "cgroup2 mounted"
+fi
 
-say "cgroup2 mounted, loading modules"
+say "loading modules"
 for m in $(cat /vm/modules/order); do
     insmod "/vm/modules/$m" || fail "insmod $m failed"
 done
@@ -62,15 +73,30 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none results /vm
 i=0
 while read -r path; do
     [ -n "$path" ] || continue
-    mkdir -p "$path"
-    mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose "share$i" "$path" ||
-        fail "cannot mount share$i at $path"
+    target=$path
+    # In node mode systemd needs a writable /etc: the host's goes below an overlay.
+    if [ "$mode" = node ] && [ "$path" = /etc ]; then target=/vm/host-etc; fi
+    mkdir -p "$target"
+    mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose "share$i" "$target" ||
+        fail "cannot mount share$i at $target"
     i=$((i + 1))
 done </vm/results/shares
 # Debian 12 is usr-merged: /bin, /sbin, /lib, /lib64 are symlinks into /usr.
 for d in bin sbin lib lib64; do
     [ -e "/usr/$d" ] && [ ! -e "/$d" ] && ln -s "usr/$d" "/$d"
 done
+
+if [ "$mode" = node ]; then
+    mkdir -p /vm/etc-rw && mount -t tmpfs -o mode=0755 etc-rw /vm/etc-rw &&
+        mkdir -p /vm/etc-rw/upper /vm/etc-rw/work /etc &&
+        mount -t overlay -o lowerdir=/vm/host-etc,upperdir=/vm/etc-rw/upper,workdir=/vm/etc-rw/work \
+            etc /etc || fail "cannot mount the /etc overlay"
+    . /vm/node-setup.sh || fail "node setup failed"
+    say "exec systemd as PID 1"
+    exec /usr/lib/systemd/systemd --system
+    fail "cannot exec /usr/lib/systemd/systemd"
+fi
+
 ip link set lo up 2>/dev/null
 hostname cgroup-v2-vm
 

@@ -106,7 +106,14 @@ pub fn apply_labels(process: &Process, proc: &HostProc) -> Result<(), InitError>
         let value = format!("exec {profile}");
         proc.write("attr/apparmor/exec", &value)
             .or_else(|_| proc.write("attr/exec", &value))
-            .map_err(|errno| lsm_error("apparmorProfile", profile, errno))?;
+            .map_err(|errno| match errno {
+                // The kernel knows no profile of that name.
+                Errno::ENOENT => InitError::InvalidSpec(format!(
+                    "apply process.apparmorProfile {profile:?}: the profile is not loaded \
+                     (load it with apparmor_parser)"
+                )),
+                errno => lsm_error("apparmorProfile", profile, errno),
+            })?;
     }
     if let Some(label) = selinux {
         proc.write("attr/exec", label)

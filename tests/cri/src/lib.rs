@@ -71,7 +71,13 @@ impl CriContainerd {
     /// pause images into CRI's namespace.
     /// Pods can only use the host network: its CNI directories are empty.
     pub fn start() -> CriContainerd {
-        Self::start_in(None)
+        Self::start_in(None, &[])
+    }
+
+    /// [`start`](Self::start) with more environment for scripts/containerd-private.sh (e.g.
+    /// `CRI_APPARMOR=1`).
+    pub fn start_with(env: &[(&str, &str)]) -> CriContainerd {
+        Self::start_in(None, env)
     }
 
     /// Runs containerd (and so the CNI plugins it runs) in the network namespace `netns`, with
@@ -82,10 +88,13 @@ impl CriContainerd {
         netns: &TestNetns,
         conflist: impl FnOnce(&Path) -> serde_json::Value,
     ) -> CriContainerd {
-        Self::start_in(Some((netns, Box::new(conflist))))
+        Self::start_in(Some((netns, Box::new(conflist))), &[])
     }
 
-    fn start_in(network: Option<(&TestNetns, Conflist<'_>)>) -> CriContainerd {
+    fn start_in(
+        network: Option<(&TestNetns, Conflist<'_>)>,
+        env: &[(&str, &str)],
+    ) -> CriContainerd {
         // One directory per containerd: the tests of one binary run in parallel threads of the
         // same process, and two containerds must never share a state directory.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -97,7 +106,8 @@ impl CriContainerd {
             .arg("start")
             .arg(&containerd.dir)
             .env("CRI", "1")
-            .env("SHIM_DIR", repo().join("target/release"));
+            .env("SHIM_DIR", repo().join("target/release"))
+            .envs(env.iter().copied());
         if let Some((netns, conflist)) = network {
             let conf_dir = containerd.dir.join("cni/conf");
             fs::create_dir_all(&conf_dir).expect("create the CNI conf dir");
