@@ -417,22 +417,55 @@ fn restore_of_a_missing_image_fails_and_leaves_nothing() {
     shim.shutdown_and_wait();
 }
 
+/// Counts on its terminal until /tmp/stop exists, then reads a line from it and exits 42.
+const TERMINAL_COUNTER: &str = "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo $i > /tmp/count; echo $i; sleep 0.05; done; read x; echo got:$x; exit 42";
+
+/// The device of fd `fd` of `pid` and the process's controlling terminal (`tty_nr`).
+fn terminal_of(pid: u32, fd: u32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .expect("stat the fd")
+        .rdev();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name's closing parenthesis: state, ppid, pgrp, session, tty_nr.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let tty_nr: u64 = rest.split(' ').nth(4).unwrap().parse().unwrap();
+    (rdev, tty_nr)
+}
+
+/// Whether `rdev` is a Unix98 pty slave (majors 136-143), in the kernel's encoding as stat
+/// reports it.
+fn is_pty_slave(rdev: u64) -> bool {
+    (136..=143).contains(&nix::sys::stat::major(rdev))
+}
+
+/// The kernel's `tty_nr` encoding of a device number (as in /proc/<pid>/stat).
+fn tty_nr_of(rdev: u64) -> u64 {
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// A terminal container, checkpointed with `exit` (its pty is gone with its daemon), restored
+/// into a new container: the process gets a new pty as stdio and controlling terminal, its
+/// output continues on the new stdout FIFO from where it was, its stdin arrives through the new
+/// terminal, and its exit code is exact. (runc.v2 restores a terminal container only through
+/// CRIU's RPC `orphan_pts_master`; the comparison through ctr is in e2e_checkpoint.rs.)
 #[test]
 #[ignore = "needs root"]
-fn terminal_container_checkpoint_and_its_restore_refused() {
+fn terminal_container_checkpoint_and_restore() {
     if !require_root() {
         return;
     }
     let fake = FakeContainerd::new("ckpt-tty");
     let id = "ckpt-tty";
-    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", COUNTER]);
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", TERMINAL_COUNTER]);
     let config = bundle.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     spec["process"]["terminal"] = serde_json::json!(true);
     std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     let shim = fake.start_shim(id, &bundle);
-    let (stdout, _lines) = fake.output_lines("tty-stdout");
+    let (stdout, lines) = fake.output_lines("tty-stdout");
     let mut req = fake.create_request(id, &bundle, &stdout);
     req.terminal = true;
     req.options = Some(sibling_options(&criu())).into();
@@ -443,15 +476,23 @@ fn terminal_container_checkpoint_and_its_restore_refused() {
         "counter never moved"
     );
     let images = fake.dir.join("tty-images");
-    let result = checkpoint(&shim, id, &images, None);
-    result.expect("checkpoint of a terminal container");
-    let now = read_counter(&bundle);
-    assert!(
-        eventually(|| read_counter(&bundle) > now + 2),
-        "counter stopped"
-    );
+    let options = CheckpointOptions {
+        exit: true,
+        ..Default::default()
+    };
+    checkpoint(&shim, id, &images, Some(checkpoint_options(options)))
+        .expect("checkpoint of a terminal container");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    let last: u64 = lines
+        .try_iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .last()
+        .expect("the container printed its count on its terminal");
+    delete(&shim, id).expect("delete");
+    shim.shutdown_and_wait();
+    assert_released(&fake, id);
 
-    // Its restore needs a new pty, which CRIU's command line cannot hand over: refused.
+    // Restored without a terminal: refused, nothing left.
     let other = "ckpt-tty2";
     let bundle2 = fake.bundle_with_spec(other, &{
         let mut s = spec.clone();
@@ -459,36 +500,110 @@ fn terminal_container_checkpoint_and_its_restore_refused() {
         s
     });
     let shim2 = fake.start_shim(other, &bundle2);
-    let mut req = fake.create_request(other, &bundle2, "");
-    req.terminal = true;
+    let (stdout2, lines2) = fake.output_lines("tty2-stdout");
+    let mut req = fake.create_request(other, &bundle2, &stdout2);
     req.checkpoint = images.display().to_string();
     req.options = Some(sibling_options(&criu())).into();
     let err = shim2
         .task
-        .create(ctx(), &req)
-        .expect_err("terminal restore");
-    assert_eq!(rpc_code(&err), Code::UNIMPLEMENTED, "{err:?}");
-    assert_eq!(mounts_under(&bundle2), Vec::<String>::new(), "mounts left");
+        .create(ctx(), &req.clone())
+        .expect_err("restore of a terminal container without a terminal");
+    assert_eq!(rpc_code(&err), Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(
+        rpc_message(&err).contains("terminal"),
+        "{}",
+        rpc_message(&err)
+    );
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
     assert!(
         cgroup_dirs(&fake.cgroup_path(other)).is_empty(),
         "cgroup left"
     );
-    shim2.shutdown_and_wait();
 
-    shim.task
-        .kill(
-            ctx(),
-            &KillRequest {
-                id: id.into(),
-                signal: 9,
-                ..Default::default()
-            },
-        )
-        .expect("kill");
-    assert_eq!(wait(&shim, id).exit_status, 137);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    // With a terminal: a new pty.
+    let stdin = fake.dir.join("tty2-stdin");
+    nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    req.terminal = true;
+    req.stdin = stdin.display().to_string();
+    let pid = shim2
+        .task
+        .create(ctx(), &req)
+        .expect("restore with a terminal")
+        .pid;
+    assert_eq!(
+        status_field(pid, "PPid").as_deref(),
+        Some(shim2.shim_pid().to_string().as_str()),
+        "the restored init is not the daemon's child"
+    );
+    let (tty, ctty) = terminal_of(pid, 0);
+    assert!(
+        is_pty_slave(tty),
+        "stdin of the restored init is not a pty: {tty:#x}"
+    );
+    for fd in [1, 2] {
+        assert_eq!(
+            terminal_of(pid, fd).0,
+            tty,
+            "fd {fd} is not the new terminal"
+        );
+    }
+    assert_eq!(
+        ctty,
+        tty_nr_of(tty),
+        "the new pty is not its controlling terminal"
+    );
+    // No devpts instance of the restore is left mounted.
+    assert_eq!(mounts_under(&images), Vec::<String>::new(), "mounts left");
+    assert_eq!(read_counter(&bundle2), 0, "ran before Start");
+    start(&shim2, other).expect("start the restored container");
+    let first: u64 = loop {
+        let line = lines2
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the restored container prints on its new terminal");
+        if let Ok(n) = line.trim().parse() {
+            break n;
+        }
+    };
+    assert!(
+        first > last,
+        "the counter restarted: {first} after {last} before the checkpoint"
+    );
+    assert!(
+        eventually(|| read_counter(&bundle2) > first + 2),
+        "restored counter does not move"
+    );
+    std::fs::write(bundle2.join("rootfs/tmp/stop"), "").unwrap();
+    {
+        use std::io::Write;
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&stdin)
+            .unwrap();
+        writer.write_all(b"hello\n").unwrap();
+    }
+    let got = loop {
+        let line = lines2
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the restored container answers its stdin");
+        if line.starts_with("got:") {
+            break line;
+        }
+    };
+    assert_eq!(got.trim(), "got:hello");
+    assert_eq!(wait(&shim2, other).exit_status, 42);
+    let events = fake.events_for(other, 3);
+    let exit = events
+        .iter()
+        .find(|e| e.topic == "/tasks/exit")
+        .expect("TaskExit");
+    assert_eq!((exit.pid, exit.exit_status), (pid, Some(42)));
+    delete(&shim2, other).expect("delete the restored container");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "restored init left"
+    );
+    assert_released(&fake, other);
+    shim2.shutdown_and_wait();
 }
 
 #[test]

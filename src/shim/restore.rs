@@ -5,15 +5,22 @@
 //! init becomes a child of CRIU's parent, the daemon, like every other init, and the daemon reaps
 //! it first-hand. Before it execs, the CRIU process moves itself into the container's cgroup
 //! (`cgroup.procs` of every hierarchy), so the restored processes are born there
-//! (`--manage-cgroups=ignore`). The new stdio reaches it as fds 3, 4, 5 and replaces the dumped
-//! stdio with `--inherit-fd`. `--leave-stopped` keeps the restored tasks stopped until Start,
-//! which sends SIGCONT to the container's cgroup.
+//! (`--manage-cgroups=ignore`). The new stdio reaches it as fds from 3 on and replaces the
+//! dumped stdio with `--inherit-fd`. `--leave-stopped` keeps the restored tasks stopped until
+//! Start, which sends SIGCONT to the container's cgroup.
+//!
+//! A terminal container's pty slave was dumped as an external tty (`tty[rdev:dev]`): its master
+//! was the old daemon's. The restore makes a new pty in a devpts instance of its own (mounted
+//! with `newinstance` for the time of the restore, then detached, so the pty is in no devpts
+//! anyone can open by path, as a container's own), hands the slave to CRIU for that key, and
+//! binds it over the restored `/dev/console`. The master goes to the daemon's console copy,
+//! as a spawned terminal's does.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +36,7 @@ use super::error::TaskError;
 use super::exit_order::ExitOrder;
 use super::process::Process;
 use crate::cgroups::Cgroup;
+use crate::io::ProcessIo;
 
 /// How long a restore may take before CRIU is killed.
 const RESTORE_LIMIT: Duration = Duration::from_secs(300);
@@ -104,13 +112,23 @@ pub fn read_description(images: &Path) -> Result<Description, TaskError> {
         .map_err(|e| TaskError::invalid(format!("restore: {}: {e}", file.display())))
 }
 
-/// Checks what restore cannot do yet, before anything is acquired (`terminal`: the new
-/// container or the dumped one has one).
-pub fn check_supported(spec: &Spec, terminal: bool) -> Result<(), TaskError> {
-    if terminal {
-        return Err(TaskError::unimplemented(
-            "restore of a terminal container is not supported yet",
-        ));
+/// Checks what restore cannot do, before anything is acquired: `terminal` is the Create's,
+/// `dumped` what the checkpoint recorded.
+pub fn check_supported(spec: &Spec, terminal: bool, dumped: &Description) -> Result<(), TaskError> {
+    match (terminal, dumped.terminal) {
+        (true, false) => {
+            return Err(TaskError::invalid(
+                "restore: a terminal was asked for, but the checkpoint is of a container \
+                 without one (its process cannot be given a terminal it never had)",
+            ));
+        }
+        (false, true) => {
+            return Err(TaskError::invalid(
+                "restore: the checkpoint is of a terminal container; restore it with a \
+                 terminal (its process holds one)",
+            ));
+        }
+        _ => {}
     }
     let joined = spec
         .linux()
@@ -125,14 +143,18 @@ pub fn check_supported(spec: &Spec, terminal: bool) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// The host path each external mount of the dump maps to in this container.
+/// The host path each external mount of the dump maps to in this container; `console` is the
+/// new terminal's slave, the source of a terminal's `/dev/console`.
 fn external_sources(
     description: &Description,
     input: &RestoreInput<'_>,
+    console: Option<&Path>,
 ) -> Result<Vec<(String, String)>, TaskError> {
     let mut out = Vec::new();
     for mount in &description.external_mounts {
-        let source = if mount.fstype == "cgroup" {
+        let source = if mount.fstype == "devpts" && mount.destination == "/dev/console" {
+            console.map(|c| c.to_string_lossy().into_owned())
+        } else if mount.fstype == "cgroup" {
             let controller = mount
                 .super_options
                 .iter()
@@ -172,13 +194,122 @@ fn external_sources(
     Ok(out)
 }
 
+/// A new pty for a restored terminal container, in a devpts instance of its own that stays
+/// mounted only while CRIU needs the slave's path (for `/dev/console`).
+struct NewTerminal {
+    master: Option<OwnedFd>,
+    slave: OwnedFd,
+    slave_path: PathBuf,
+    mount: Option<PathBuf>,
+}
+
+impl NewTerminal {
+    fn open(dir: &Path) -> Result<NewTerminal, TaskError> {
+        use nix::mount::{MsFlags, mount};
+        use rustix::fs::{Mode, OFlags};
+        use rustix::pty::{OpenptFlags, ioctl_tiocgptpeer, ptsname, unlockpt};
+        let error = |what: &str, e: &dyn std::fmt::Display| {
+            TaskError::internal(format!("restore: new terminal: {what}: {e}"))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| error(&dir.display().to_string(), &e))?;
+        mount(
+            Some("devpts"),
+            dir,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+        .map_err(|e| error("mount a devpts instance", &e))?;
+        let opened = (|| {
+            let master = rustix::fs::open(
+                dir.join("ptmx"),
+                OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| error("open ptmx", &e))?;
+            unlockpt(&master).map_err(|e| error("unlockpt", &e))?;
+            let name = ptsname(&master, Vec::new()).map_err(|e| error("ptsname", &e))?;
+            let index = Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()))
+                .file_name()
+                .map(|n| n.to_owned())
+                .ok_or_else(|| error("ptsname", &format!("{name:?}")))?;
+            let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+            let slave =
+                ioctl_tiocgptpeer(&master, flags).map_err(|e| error("open the slave", &e))?;
+            Ok((master, slave, dir.join(index)))
+        })();
+        let (master, slave, slave_path) = opened.inspect_err(|_| {
+            let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(dir);
+        })?;
+        Ok(NewTerminal {
+            master: Some(master),
+            slave,
+            slave_path,
+            mount: Some(dir.to_owned()),
+        })
+    }
+
+    /// Detaches the devpts instance (the pty lives on in its open fds) and removes its
+    /// directory.
+    fn unmount(&mut self) {
+        if let Some(dir) = self.mount.take() {
+            if let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
+                log::warn!("restore: unmount {}: {e}", dir.display());
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+impl Drop for NewTerminal {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// The fds CRIU gets for `--inherit-fd` (placed on 3, 4, ...), each with the dumped key it
+/// replaces: the new stdio, or the new terminal's slave for the dumped one.
+fn inherited_fds(
+    description: &Description,
+    stdio: &[OwnedFd; 3],
+    terminal: Option<&NewTerminal>,
+) -> Result<Vec<(OwnedFd, String)>, TaskError> {
+    let mut out: Vec<(OwnedFd, String)> = Vec::new();
+    for (fd, key) in stdio.iter().zip(&description.stdio) {
+        let Some(key) = key else { continue };
+        if out.iter().any(|(_, k)| k == key) {
+            continue;
+        }
+        let fd = match (key.starts_with("tty["), terminal) {
+            (true, Some(terminal)) => &terminal.slave,
+            (false, None) => fd,
+            (true, None) | (false, Some(_)) => {
+                return Err(TaskError::invalid(format!(
+                    "restore: the checkpoint's stdio {key} does not fit a container {} a \
+                     terminal",
+                    if terminal.is_some() {
+                        "with"
+                    } else {
+                        "without"
+                    }
+                )));
+            }
+        };
+        // Above the fds they are placed on, so that placing them never overwrites one another.
+        out.push((high_dup(fd)?, key.clone()));
+    }
+    Ok(out)
+}
+
 /// Restores the checkpoint in `req.checkpoint` into the prepared container (rootfs mounted,
-/// cgroup made, stdio opened); returns the restored init, stopped, registered with the reaper.
+/// cgroup made, stdio opened); returns the restored init, stopped, registered with the reaper,
+/// its stdio copies (a terminal's console copy, stdin) started through `io`.
 pub fn restore(
     daemon: &Daemon,
     req: &CreateTaskRequest,
     input: &RestoreInput<'_>,
-    stdio: [OwnedFd; 3],
+    (io, stdio): (&ProcessIo, [OwnedFd; 3]),
     order: &Arc<ExitOrder>,
     announce: &dyn Fn(u32),
 ) -> Result<Arc<Process>, TaskError> {
@@ -210,21 +341,24 @@ pub fn restore(
         .arg("--pidfile")
         .arg(&pidfile);
     description.add_flags(&mut command);
-    for (destination, source) in external_sources(&description, input)? {
+    let mut terminal = description
+        .terminal
+        .then(|| NewTerminal::open(&work.join("pts")))
+        .transpose()?;
+    let console = terminal.as_ref().map(|t| t.slave_path.as_path());
+    for (destination, source) in external_sources(&description, input, console)? {
         command
             .arg("--external")
             .arg(format!("mnt[{destination}]:{source}"));
     }
-    for (n, key) in description.stdio.iter().enumerate() {
-        if let Some(key) = key {
-            command
-                .arg("--inherit-fd")
-                .arg(format!("fd[{}]:{key}", 3 + n));
-        }
-    }
-    // Above 5, so that placing them on 3, 4 and 5 never overwrites one another.
-    let sources: Vec<OwnedFd> = stdio.iter().map(high_dup).collect::<Result<_, _>>()?;
+    let inherited = inherited_fds(&description, &stdio, terminal.as_ref())?;
     drop(stdio);
+    for (n, (_, key)) in inherited.iter().enumerate() {
+        command
+            .arg("--inherit-fd")
+            .arg(format!("fd[{}]:{key}", 3 + n));
+    }
+    let sources: Vec<OwnedFd> = inherited.into_iter().map(|(fd, _)| fd).collect();
     let raw: Vec<RawFd> = sources.iter().map(|fd| fd.as_raw_fd()).collect();
     let procs: Vec<CString> = input
         .cgroup
@@ -273,18 +407,26 @@ pub fn restore(
         .map_err(|e| TaskError::internal(format!("restore: run {}: {e}", criu.display())))?;
     drop(sources);
     let criu_pid = Pid::from_raw(child.id() as i32);
+    // Whatever happens next, CRIU is done with the slave's path once it exited.
+    let unmount = |terminal: &mut Option<NewTerminal>| {
+        if let Some(t) = terminal.as_mut() {
+            t.unmount();
+        }
+    };
     let log = work.join("restore.log");
     let code = match daemon.exits.wait_exit(criu_pid, RESTORE_LIMIT) {
         Some(code) => code,
         None => {
             let _ = nix::sys::signal::kill(criu_pid, Signal::SIGKILL);
             let _ = daemon.exits.wait_exit(criu_pid, Duration::from_secs(5));
+            unmount(&mut terminal);
             return Err(TaskError::internal(format!(
                 "criu restore did not finish within {RESTORE_LIMIT:?}: {}",
                 log_tail(&log)
             )));
         }
     };
+    unmount(&mut terminal);
     let why = match code as i32 {
         EXIT_CGROUP => Some("could not enter the container's cgroup"),
         EXIT_STDIO => Some("could not place the new stdio"),
@@ -315,6 +457,19 @@ pub fn restore(
     let pidfd = pidfd_open(pid).inspect_err(|_| {
         let _ = input.cgroup.kill_all(Signal::SIGKILL);
     })?;
+    // The daemon's copy of the slave goes, so the console copy sees EIO once the container's
+    // last one closed.
+    let master = terminal.take().and_then(|mut t| t.master.take());
+    let attached = io
+        .attach(&pidfd, master)
+        .and_then(|()| match console_size(input.spec) {
+            Some((width, height)) => io.resize(width, height),
+            None => Ok(()),
+        });
+    if let Err(e) = attached {
+        let _ = input.cgroup.kill_all(Signal::SIGKILL);
+        return Err(TaskError::internal(format!("restore: {e}")));
+    }
     announce(pid);
     let cgroup = input.cgroup.clone();
     let resume: Box<dyn FnOnce() -> Result<(), TaskError> + Send> = Box::new(move || {
@@ -331,6 +486,17 @@ pub fn restore(
     ));
     daemon.exits.register(&process);
     Ok(process)
+}
+
+/// `process.consoleSize` of a terminal container (width, height).
+fn console_size(spec: &Spec) -> Option<(u32, u32)> {
+    let process = spec.process().as_ref()?;
+    if process.terminal() != Some(true) {
+        return None;
+    }
+    process
+        .console_size()
+        .map(|size| (size.width() as u32, size.height() as u32))
 }
 
 fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, TaskError> {
