@@ -671,3 +671,230 @@ fn checkpoint_of_a_paused_container_leaves_it_paused() {
     assert_released(&fake, id);
     shim.shutdown_and_wait();
 }
+
+/// Namespaces the test made: a network namespace (`ip netns add`) and a process holding new
+/// ipc and uts namespaces; removed (and the holder killed, by pid) when dropped.
+struct TestNamespaces {
+    name: String,
+    netns: String,
+    holder: std::process::Child,
+}
+
+impl TestNamespaces {
+    fn new(name: &str) -> TestNamespaces {
+        let netns = format!("{name}-{}", std::process::id());
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("run ip netns add");
+        assert!(status.success(), "ip netns add {netns}: {status}");
+        // Its uts namespace named `name`, its ipc namespace with one message queue: what a
+        // restore must not overwrite.
+        let script =
+            format!("hostname {name} && ipcmk -Q >/dev/null && echo ready && exec sleep 1000");
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--ipc", "--uts", "--", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run unshare");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let namespaces = TestNamespaces {
+            name: name.to_owned(),
+            netns,
+            holder,
+        };
+        assert_eq!(line.trim(), "ready", "the namespace holder failed");
+        namespaces
+    }
+
+    /// The uts namespace's host name and the number of message queues of the ipc namespace.
+    fn contents(&self) -> (String, usize) {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("nsenter")
+                .arg("-t")
+                .arg(self.holder.id().to_string())
+                .args(args)
+                .output()
+                .expect("run nsenter");
+            assert!(out.status.success(), "nsenter {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let hostname = run(&["-u", "hostname"]).trim().to_owned();
+        let queues = run(&["-i", "ipcs", "-q"])
+            .lines()
+            .filter(|l| l.starts_with("0x"))
+            .count();
+        (hostname, queues)
+    }
+
+    fn path(&self, name: &str) -> String {
+        match name {
+            "net" => format!("/run/netns/{}", self.netns),
+            other => format!("/proc/{}/ns/{other}", self.holder.id()),
+        }
+    }
+
+    fn inode(&self, name: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path(name)).unwrap().ino()
+    }
+}
+
+impl Drop for TestNamespaces {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+fn ns_inode(pid: u32, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{name}"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// A spec whose net, ipc and uts namespaces are the paths of `namespaces`.
+fn joining(mut spec: serde_json::Value, namespaces: &TestNamespaces) -> serde_json::Value {
+    let list = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|ns| !["network", "ipc", "uts"].contains(&ns["type"].as_str().unwrap()));
+    for (kind, name) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        list.push(serde_json::json!({"type": kind, "path": namespaces.path(name)}));
+    }
+    spec
+}
+
+/// A pod's container (its net, ipc and uts namespaces joined by path, made by the test) is
+/// checkpointed and restored into a container whose spec joins other namespaces: the restored
+/// process is in those, and counts on from where it was. A restore whose spec does not join
+/// the same kinds is refused, leaving nothing.
+#[test]
+#[ignore = "needs root"]
+fn restore_into_namespaces_joined_by_path() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-joined");
+    let first_ns = TestNamespaces::new("sib-ckpt-a");
+    let second_ns = TestNamespaces::new("sib-ckpt-b");
+    let (a, b) = ("ckpt-joined-a", "ckpt-joined-b");
+    let bundle_a = fake.bundle(a, "echo", &["/bin/sh", "-c", STOPPABLE_COUNTER]);
+    let config = bundle_a.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    // A pod's container leaves the pod's host name alone.
+    spec.as_object_mut().unwrap().remove("hostname");
+    let spec = joining(spec, &first_ns);
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let shim_a = fake.start_shim(a, &bundle_a);
+    let (stdout_a, lines_a) = fake.output_lines("a-stdout");
+    let mut req = fake.create_request(a, &bundle_a, &stdout_a);
+    req.options = Some(sibling_options(&criu())).into();
+    let pid_a = shim_a.task.create(ctx(), &req).expect("create a").pid;
+    for name in ["net", "ipc", "uts"] {
+        assert_eq!(ns_inode(pid_a, name), first_ns.inode(name), "a's {name}");
+    }
+    start(&shim_a, a).expect("start a");
+    assert!(
+        eventually(|| read_counter(&bundle_a) > 5),
+        "counter never moved"
+    );
+    let images = fake.dir.join("images");
+    let options = CheckpointOptions {
+        exit: true,
+        ..Default::default()
+    };
+    checkpoint(&shim_a, a, &images, Some(checkpoint_options(options))).expect("checkpoint");
+    assert_eq!(wait(&shim_a, a).exit_status, 137);
+    let last: u64 = lines_a
+        .try_iter()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .expect("a printed its count");
+    delete(&shim_a, a).expect("delete a");
+    shim_a.shutdown_and_wait();
+
+    let mut spec_b = joining(spec.clone(), &second_ns);
+    spec_b["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(b));
+    // Its own network namespace instead of a joined one: refused.
+    let mut own_net = spec_b.clone();
+    for ns in own_net["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            *ns = serde_json::json!({"type": "network"});
+        }
+    }
+    let bundle_b = fake.bundle_with_spec(b, &own_net);
+    let shim_b = fake.start_shim(b, &bundle_b);
+    let (stdout_b, lines_b) = fake.output_lines("b-stdout");
+    let mut req = fake.create_request(b, &bundle_b, &stdout_b);
+    req.options = Some(sibling_options(&criu())).into();
+    req.checkpoint = images.display().to_string();
+    let err = shim_b
+        .task
+        .create(ctx(), &req)
+        .expect_err("restore with its own network namespace");
+    assert_eq!(rpc_code(&err), Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(rpc_message(&err).contains("net"), "{}", rpc_message(&err));
+    assert_released(&fake, b);
+
+    std::fs::write(
+        bundle_b.join("config.json"),
+        serde_json::to_vec(&spec_b).unwrap(),
+    )
+    .unwrap();
+    // As containerd restores the checkpoint's rootfs changes: the file the shell may hold open
+    // (`> /tmp/count`) at the dump is there.
+    let snapshots = fake.dir.join("snapshots");
+    std::fs::create_dir_all(snapshots.join(b).join("upper/tmp")).unwrap();
+    std::fs::copy(
+        snapshots.join(a).join("upper/tmp/count"),
+        snapshots.join(b).join("upper/tmp/count"),
+    )
+    .unwrap();
+    let pid = shim_b.task.create(ctx(), &req).expect("restore").pid;
+    assert_eq!(
+        status_field(pid, "PPid").as_deref(),
+        Some(shim_b.shim_pid().to_string().as_str()),
+        "the restored init is not the daemon's child"
+    );
+    for name in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns_inode(pid, name),
+            second_ns.inode(name),
+            "the restored init's {name} namespace is not the new spec's"
+        );
+    }
+    // Joined, not restored over: the pod's host name and ipc objects are the pod's own.
+    assert_eq!(
+        second_ns.contents(),
+        (second_ns.name.clone(), 1),
+        "the restore changed the joined namespaces"
+    );
+    // Joined, not restored over: the pod's host name and ipc objects are the pod's own.
+    assert_eq!(
+        second_ns.contents(),
+        (second_ns.name.clone(), 1),
+        "the restore changed the joined namespaces"
+    );
+    start(&shim_b, b).expect("start b");
+    let first: u64 = lines_b
+        .recv_timeout(Duration::from_secs(10))
+        .expect("b prints")
+        .parse()
+        .expect("a number");
+    assert!(
+        first > last,
+        "the counter restarted: {first} after {last} before the checkpoint"
+    );
+    std::fs::write(bundle_b.join("rootfs/tmp/stop"), "").unwrap();
+    assert_eq!(wait(&shim_b, b).exit_status, 42);
+    delete(&shim_b, b).expect("delete b");
+    assert_released(&fake, b);
+    assert_released(&fake, a);
+    shim_b.shutdown_and_wait();
+}

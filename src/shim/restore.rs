@@ -31,7 +31,10 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use super::Daemon;
-use super::checkpoint::{DESCRIPTION_FILE, Description, find_criu, log_tail};
+use super::checkpoint::{
+    DESCRIPTION_FILE, Description, EXIT_NAMESPACE, EXTERNAL_NETNS_KEY, REJOINABLE_NAMESPACES,
+    find_criu, joined_namespaces, log_tail, open_namespaces,
+};
 use super::error::TaskError;
 use super::exit_order::ExitOrder;
 use super::process::Process;
@@ -130,15 +133,30 @@ pub fn check_supported(spec: &Spec, terminal: bool, dumped: &Description) -> Res
         }
         _ => {}
     }
-    let joined = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.path().is_some()));
-    if joined {
-        return Err(TaskError::unimplemented(
-            "restore into namespaces joined by path (a pod's) is not supported yet",
-        ));
+    let joined: Vec<&str> = joined_namespaces(spec)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    if let Some(name) = joined.iter().find(|n| !REJOINABLE_NAMESPACES.contains(*n)) {
+        return Err(TaskError::unimplemented(format!(
+            "restore into a {name} namespace joined by path is not supported (net, ipc and uts \
+             are)"
+        )));
+    }
+    let mut wanted: Vec<&str> = joined;
+    wanted.sort_unstable();
+    let mut had: Vec<&str> = dumped
+        .joined_namespaces
+        .iter()
+        .map(String::as_str)
+        .collect();
+    had.sort_unstable();
+    if wanted != had {
+        return Err(TaskError::invalid(format!(
+            "restore: the checkpoint's container joined the namespaces {had:?} by path, this \
+             container joins {wanted:?}: they must be the same kinds (a namespace the checkpoint \
+             holds cannot become a joined one, nor the reverse)"
+        )));
     }
     Ok(())
 }
@@ -351,8 +369,28 @@ pub fn restore(
             .arg("--external")
             .arg(format!("mnt[{destination}]:{source}"));
     }
-    let inherited = inherited_fds(&description, &stdio, terminal.as_ref())?;
+    let mut inherited = inherited_fds(&description, &stdio, terminal.as_ref())?;
     drop(stdio);
+    // The namespaces joined by path: the new spec's. The network namespace replaces the dumped
+    // external one (runc's way); CRIU runs in the ipc and uts namespaces (which the dump did
+    // not hold), so the restored tree is born in them.
+    let entered = open_namespaces(joined_namespaces(input.spec))?;
+    for (name, path) in joined_namespaces(input.spec) {
+        if name == "net" {
+            let fd = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| {
+                TaskError::invalid(format!(
+                    "restore: open network namespace {}: {e}",
+                    path.display()
+                ))
+            })?;
+            inherited.push((high_dup(&fd)?, EXTERNAL_NETNS_KEY.to_owned()));
+        }
+    }
     for (n, (_, key)) in inherited.iter().enumerate() {
         command
             .arg("--inherit-fd")
@@ -373,7 +411,7 @@ pub fn restore(
         .stderr(Stdio::null());
     let argv = Argv::of(&command)?;
     // SAFETY: the closure makes only async-signal-safe system calls (open, write, close, dup2,
-    // execv, _exit) on buffers and fds prepared before the fork, which stay alive until spawn
+    // setns, execv, _exit) on buffers and fds prepared before the fork, which stay alive until spawn
     // returns. It never returns an error and execs itself: a failure after the fork must not
     // reach std's error path, which waits for the child and would race the daemon's reaper.
     unsafe {
@@ -393,6 +431,11 @@ pub fn restore(
             for (target, source) in (3..).zip(&raw) {
                 if nix::libc::dup2(*source, target) == -1 {
                     nix::libc::_exit(EXIT_STDIO);
+                }
+            }
+            for (fd, kind) in &entered {
+                if nix::sched::setns(fd, *kind).is_err() {
+                    nix::libc::_exit(EXIT_NAMESPACE);
                 }
             }
             argv.exec();
@@ -431,6 +474,7 @@ pub fn restore(
         EXIT_CGROUP => Some("could not enter the container's cgroup"),
         EXIT_STDIO => Some("could not place the new stdio"),
         EXIT_EXEC => Some("could not be executed"),
+        EXIT_NAMESPACE => Some("could not enter the container's ipc or uts namespace"),
         _ => None,
     };
     if let Some(why) = why {
