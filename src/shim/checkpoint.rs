@@ -7,8 +7,10 @@
 //! (proc, sysfs, tmpfs, devpts, mqueue) is `--external mnt[<dest>]:<dest>` (bind mounts of host
 //! paths, cgroup v1 binds, a terminal's `/dev/console`), a stdio FIFO opened from the host is
 //! `--external file[..]` and a terminal's pty slave (its master is the daemon's) `tty[..]`.
-//! What was made external is written to `sibling-checkpoint.json` in the image directory, for a
-//! restore to map each one back.
+//! A network namespace the spec joins by path is external as well (`net[inode]:extRootNetNS`,
+//! runc's key), and CRIU runs in the container's joined ipc and uts namespaces, which it then
+//! does not dump: they are the pod's. What was made external is written to
+//! `sibling-checkpoint.json` in the image directory, for a restore to map each one back.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;

@@ -15,6 +15,10 @@
 //! anyone can open by path, as a container's own), hands the slave to CRIU for that key, and
 //! binds it over the restored `/dev/console`. The master goes to the daemon's console copy,
 //! as a spawned terminal's does.
+//!
+//! Namespaces the new spec joins by path (a pod's): its network namespace is inherited for the
+//! dumped external one, and CRIU enters its ipc and uts namespaces before it executes, so the
+//! restored tree is born in them and CRIU restores nothing over them.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
