@@ -560,3 +560,78 @@ fn pidfd_open(pid: u32) -> Result<OwnedFd, TaskError> {
     rustix::process::pidfd_open(pid_value, rustix::process::PidfdFlags::empty())
         .map_err(|e| TaskError::internal(format!("restore: pidfd_open({pid}): {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::ttrpc::Code;
+
+    fn spec_joining(joined: &[(&str, &str)]) -> Spec {
+        let namespaces: Vec<serde_json::Value> = ["pid", "mount", "network", "ipc", "uts"]
+            .iter()
+            .map(|kind| match joined.iter().find(|(k, _)| k == kind) {
+                Some((_, path)) => serde_json::json!({"type": kind, "path": path}),
+                None => serde_json::json!({"type": kind}),
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": namespaces}
+        }))
+        .unwrap()
+    }
+
+    fn dumped(terminal: bool, joined: &[&str]) -> Description {
+        Description {
+            terminal,
+            joined_namespaces: joined.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_terminal_on_one_side_only_is_refused() {
+        let spec = spec_joining(&[]);
+        assert!(check_supported(&spec, true, &dumped(true, &[])).is_ok());
+        assert!(check_supported(&spec, false, &dumped(false, &[])).is_ok());
+        for (asked, had) in [(true, false), (false, true)] {
+            let err = check_supported(&spec, asked, &dumped(had, &[])).unwrap_err();
+            assert_eq!(err.code(), Code::INVALID_ARGUMENT, "{err}");
+            assert!(err.to_string().contains("terminal"), "{err}");
+        }
+    }
+
+    #[test]
+    fn joined_namespaces_must_be_the_checkpoints_kinds() {
+        let pod = spec_joining(&[
+            ("network", "/run/netns/pod"),
+            ("ipc", "/proc/1/ns/ipc"),
+            ("uts", "/proc/1/ns/uts"),
+        ]);
+        assert!(check_supported(&pod, false, &dumped(false, &["uts", "net", "ipc"])).is_ok());
+        let err = check_supported(&pod, false, &dumped(false, &["net"])).unwrap_err();
+        assert_eq!(err.code(), Code::INVALID_ARGUMENT, "{err}");
+        let err = check_supported(&spec_joining(&[]), false, &dumped(false, &["net"])).unwrap_err();
+        assert_eq!(err.code(), Code::INVALID_ARGUMENT, "{err}");
+    }
+
+    #[test]
+    fn joined_namespaces_restore_cannot_join_are_unimplemented() {
+        let spec = spec_joining(&[("pid", "/proc/1/ns/pid")]);
+        let err = check_supported(&spec, false, &dumped(false, &[])).unwrap_err();
+        assert_eq!(err.code(), Code::UNIMPLEMENTED, "{err}");
+        assert!(err.to_string().contains("pid"), "{err}");
+    }
+
+    #[test]
+    fn an_old_description_without_joined_namespaces_reads() {
+        let description: Description = serde_json::from_value(serde_json::json!({
+            "external_mounts": [], "stdio": [null, null, null], "terminal": false,
+            "empty_namespaces": [], "tcp_established": false, "ext_unix_sk": false,
+            "shell_job": false, "file_locks": false
+        }))
+        .unwrap();
+        assert!(description.joined_namespaces.is_empty());
+    }
+}
