@@ -417,22 +417,55 @@ fn restore_of_a_missing_image_fails_and_leaves_nothing() {
     shim.shutdown_and_wait();
 }
 
+/// Counts on its terminal until /tmp/stop exists, then reads a line from it and exits 42.
+const TERMINAL_COUNTER: &str = "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo $i > /tmp/count; echo $i; sleep 0.05; done; read x; echo got:$x; exit 42";
+
+/// The device of fd `fd` of `pid` and the process's controlling terminal (`tty_nr`).
+fn terminal_of(pid: u32, fd: u32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .expect("stat the fd")
+        .rdev();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name's closing parenthesis: state, ppid, pgrp, session, tty_nr.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let tty_nr: u64 = rest.split(' ').nth(4).unwrap().parse().unwrap();
+    (rdev, tty_nr)
+}
+
+/// Whether `rdev` is a Unix98 pty slave (majors 136-143), in the kernel's encoding as stat
+/// reports it.
+fn is_pty_slave(rdev: u64) -> bool {
+    (136..=143).contains(&nix::sys::stat::major(rdev))
+}
+
+/// The kernel's `tty_nr` encoding of a device number (as in /proc/<pid>/stat).
+fn tty_nr_of(rdev: u64) -> u64 {
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// A terminal container, checkpointed with `exit` (its pty is gone with its daemon), restored
+/// into a new container: the process gets a new pty as stdio and controlling terminal, its
+/// output continues on the new stdout FIFO from where it was, its stdin arrives through the new
+/// terminal, and its exit code is exact. (runc.v2 restores a terminal container only through
+/// CRIU's RPC `orphan_pts_master`; the comparison through ctr is in e2e_checkpoint.rs.)
 #[test]
 #[ignore = "needs root"]
-fn terminal_container_checkpoint_and_its_restore_refused() {
+fn terminal_container_checkpoint_and_restore() {
     if !require_root() {
         return;
     }
     let fake = FakeContainerd::new("ckpt-tty");
     let id = "ckpt-tty";
-    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", COUNTER]);
+    let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", TERMINAL_COUNTER]);
     let config = bundle.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     spec["process"]["terminal"] = serde_json::json!(true);
     std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     let shim = fake.start_shim(id, &bundle);
-    let (stdout, _lines) = fake.output_lines("tty-stdout");
+    let (stdout, lines) = fake.output_lines("tty-stdout");
     let mut req = fake.create_request(id, &bundle, &stdout);
     req.terminal = true;
     req.options = Some(sibling_options(&criu())).into();
@@ -443,15 +476,23 @@ fn terminal_container_checkpoint_and_its_restore_refused() {
         "counter never moved"
     );
     let images = fake.dir.join("tty-images");
-    let result = checkpoint(&shim, id, &images, None);
-    result.expect("checkpoint of a terminal container");
-    let now = read_counter(&bundle);
-    assert!(
-        eventually(|| read_counter(&bundle) > now + 2),
-        "counter stopped"
-    );
+    let options = CheckpointOptions {
+        exit: true,
+        ..Default::default()
+    };
+    checkpoint(&shim, id, &images, Some(checkpoint_options(options)))
+        .expect("checkpoint of a terminal container");
+    assert_eq!(wait(&shim, id).exit_status, 137);
+    let last: u64 = lines
+        .try_iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .last()
+        .expect("the container printed its count on its terminal");
+    delete(&shim, id).expect("delete");
+    shim.shutdown_and_wait();
+    assert_released(&fake, id);
 
-    // Its restore needs a new pty, which CRIU's command line cannot hand over: refused.
+    // Restored without a terminal: refused, nothing left.
     let other = "ckpt-tty2";
     let bundle2 = fake.bundle_with_spec(other, &{
         let mut s = spec.clone();
@@ -459,36 +500,110 @@ fn terminal_container_checkpoint_and_its_restore_refused() {
         s
     });
     let shim2 = fake.start_shim(other, &bundle2);
-    let mut req = fake.create_request(other, &bundle2, "");
-    req.terminal = true;
+    let (stdout2, lines2) = fake.output_lines("tty2-stdout");
+    let mut req = fake.create_request(other, &bundle2, &stdout2);
     req.checkpoint = images.display().to_string();
     req.options = Some(sibling_options(&criu())).into();
     let err = shim2
         .task
-        .create(ctx(), &req)
-        .expect_err("terminal restore");
-    assert_eq!(rpc_code(&err), Code::UNIMPLEMENTED, "{err:?}");
-    assert_eq!(mounts_under(&bundle2), Vec::<String>::new(), "mounts left");
+        .create(ctx(), &req.clone())
+        .expect_err("restore of a terminal container without a terminal");
+    assert_eq!(rpc_code(&err), Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(
+        rpc_message(&err).contains("terminal"),
+        "{}",
+        rpc_message(&err)
+    );
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
     assert!(
         cgroup_dirs(&fake.cgroup_path(other)).is_empty(),
         "cgroup left"
     );
-    shim2.shutdown_and_wait();
 
-    shim.task
-        .kill(
-            ctx(),
-            &KillRequest {
-                id: id.into(),
-                signal: 9,
-                ..Default::default()
-            },
-        )
-        .expect("kill");
-    assert_eq!(wait(&shim, id).exit_status, 137);
-    delete(&shim, id).expect("delete");
-    assert_released(&fake, id);
-    shim.shutdown_and_wait();
+    // With a terminal: a new pty.
+    let stdin = fake.dir.join("tty2-stdin");
+    nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    req.terminal = true;
+    req.stdin = stdin.display().to_string();
+    let pid = shim2
+        .task
+        .create(ctx(), &req)
+        .expect("restore with a terminal")
+        .pid;
+    assert_eq!(
+        status_field(pid, "PPid").as_deref(),
+        Some(shim2.shim_pid().to_string().as_str()),
+        "the restored init is not the daemon's child"
+    );
+    let (tty, ctty) = terminal_of(pid, 0);
+    assert!(
+        is_pty_slave(tty),
+        "stdin of the restored init is not a pty: {tty:#x}"
+    );
+    for fd in [1, 2] {
+        assert_eq!(
+            terminal_of(pid, fd).0,
+            tty,
+            "fd {fd} is not the new terminal"
+        );
+    }
+    assert_eq!(
+        ctty,
+        tty_nr_of(tty),
+        "the new pty is not its controlling terminal"
+    );
+    // No devpts instance of the restore is left mounted.
+    assert_eq!(mounts_under(&images), Vec::<String>::new(), "mounts left");
+    assert_eq!(read_counter(&bundle2), 0, "ran before Start");
+    start(&shim2, other).expect("start the restored container");
+    let first: u64 = loop {
+        let line = lines2
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the restored container prints on its new terminal");
+        if let Ok(n) = line.trim().parse() {
+            break n;
+        }
+    };
+    assert!(
+        first > last,
+        "the counter restarted: {first} after {last} before the checkpoint"
+    );
+    assert!(
+        eventually(|| read_counter(&bundle2) > first + 2),
+        "restored counter does not move"
+    );
+    std::fs::write(bundle2.join("rootfs/tmp/stop"), "").unwrap();
+    {
+        use std::io::Write;
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&stdin)
+            .unwrap();
+        writer.write_all(b"hello\n").unwrap();
+    }
+    let got = loop {
+        let line = lines2
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the restored container answers its stdin");
+        if line.starts_with("got:") {
+            break line;
+        }
+    };
+    assert_eq!(got.trim(), "got:hello");
+    assert_eq!(wait(&shim2, other).exit_status, 42);
+    let events = fake.events_for(other, 3);
+    let exit = events
+        .iter()
+        .find(|e| e.topic == "/tasks/exit")
+        .expect("TaskExit");
+    assert_eq!((exit.pid, exit.exit_status), (pid, Some(42)));
+    delete(&shim2, other).expect("delete the restored container");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "restored init left"
+    );
+    assert_released(&fake, other);
+    shim2.shutdown_and_wait();
 }
 
 #[test]
@@ -555,4 +670,231 @@ fn checkpoint_of_a_paused_container_leaves_it_paused() {
     delete(&shim, id).expect("delete");
     assert_released(&fake, id);
     shim.shutdown_and_wait();
+}
+
+/// Namespaces the test made: a network namespace (`ip netns add`) and a process holding new
+/// ipc and uts namespaces; removed (and the holder killed, by pid) when dropped.
+struct TestNamespaces {
+    name: String,
+    netns: String,
+    holder: std::process::Child,
+}
+
+impl TestNamespaces {
+    fn new(name: &str) -> TestNamespaces {
+        let netns = format!("{name}-{}", std::process::id());
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("run ip netns add");
+        assert!(status.success(), "ip netns add {netns}: {status}");
+        // Its uts namespace named `name`, its ipc namespace with one message queue: what a
+        // restore must not overwrite.
+        let script =
+            format!("hostname {name} && ipcmk -Q >/dev/null && echo ready && exec sleep 1000");
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--ipc", "--uts", "--", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run unshare");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let namespaces = TestNamespaces {
+            name: name.to_owned(),
+            netns,
+            holder,
+        };
+        assert_eq!(line.trim(), "ready", "the namespace holder failed");
+        namespaces
+    }
+
+    /// The uts namespace's host name and the number of message queues of the ipc namespace.
+    fn contents(&self) -> (String, usize) {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("nsenter")
+                .arg("-t")
+                .arg(self.holder.id().to_string())
+                .args(args)
+                .output()
+                .expect("run nsenter");
+            assert!(out.status.success(), "nsenter {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let hostname = run(&["-u", "hostname"]).trim().to_owned();
+        let queues = run(&["-i", "ipcs", "-q"])
+            .lines()
+            .filter(|l| l.starts_with("0x"))
+            .count();
+        (hostname, queues)
+    }
+
+    fn path(&self, name: &str) -> String {
+        match name {
+            "net" => format!("/run/netns/{}", self.netns),
+            other => format!("/proc/{}/ns/{other}", self.holder.id()),
+        }
+    }
+
+    fn inode(&self, name: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path(name)).unwrap().ino()
+    }
+}
+
+impl Drop for TestNamespaces {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+fn ns_inode(pid: u32, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{name}"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// A spec whose net, ipc and uts namespaces are the paths of `namespaces`.
+fn joining(mut spec: serde_json::Value, namespaces: &TestNamespaces) -> serde_json::Value {
+    let list = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|ns| !["network", "ipc", "uts"].contains(&ns["type"].as_str().unwrap()));
+    for (kind, name) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        list.push(serde_json::json!({"type": kind, "path": namespaces.path(name)}));
+    }
+    spec
+}
+
+/// A pod's container (its net, ipc and uts namespaces joined by path, made by the test) is
+/// checkpointed and restored into a container whose spec joins other namespaces: the restored
+/// process is in those, and counts on from where it was. A restore whose spec does not join
+/// the same kinds is refused, leaving nothing.
+#[test]
+#[ignore = "needs root"]
+fn restore_into_namespaces_joined_by_path() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("ckpt-joined");
+    let first_ns = TestNamespaces::new("sib-ckpt-a");
+    let second_ns = TestNamespaces::new("sib-ckpt-b");
+    let (a, b) = ("ckpt-joined-a", "ckpt-joined-b");
+    let bundle_a = fake.bundle(a, "echo", &["/bin/sh", "-c", STOPPABLE_COUNTER]);
+    let config = bundle_a.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    // A pod's container leaves the pod's host name alone.
+    spec.as_object_mut().unwrap().remove("hostname");
+    let spec = joining(spec, &first_ns);
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let shim_a = fake.start_shim(a, &bundle_a);
+    let (stdout_a, lines_a) = fake.output_lines("a-stdout");
+    let mut req = fake.create_request(a, &bundle_a, &stdout_a);
+    req.options = Some(sibling_options(&criu())).into();
+    let pid_a = shim_a.task.create(ctx(), &req).expect("create a").pid;
+    for name in ["net", "ipc", "uts"] {
+        assert_eq!(ns_inode(pid_a, name), first_ns.inode(name), "a's {name}");
+    }
+    start(&shim_a, a).expect("start a");
+    assert!(
+        eventually(|| read_counter(&bundle_a) > 5),
+        "counter never moved"
+    );
+    let images = fake.dir.join("images");
+    let options = CheckpointOptions {
+        exit: true,
+        ..Default::default()
+    };
+    checkpoint(&shim_a, a, &images, Some(checkpoint_options(options))).expect("checkpoint");
+    assert_eq!(wait(&shim_a, a).exit_status, 137);
+    let last: u64 = lines_a
+        .try_iter()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .expect("a printed its count");
+    delete(&shim_a, a).expect("delete a");
+    shim_a.shutdown_and_wait();
+
+    let mut spec_b = joining(spec.clone(), &second_ns);
+    spec_b["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(b));
+    // Its own network namespace instead of a joined one: refused.
+    let mut own_net = spec_b.clone();
+    for ns in own_net["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            *ns = serde_json::json!({"type": "network"});
+        }
+    }
+    let bundle_b = fake.bundle_with_spec(b, &own_net);
+    let shim_b = fake.start_shim(b, &bundle_b);
+    let (stdout_b, lines_b) = fake.output_lines("b-stdout");
+    let mut req = fake.create_request(b, &bundle_b, &stdout_b);
+    req.options = Some(sibling_options(&criu())).into();
+    req.checkpoint = images.display().to_string();
+    let err = shim_b
+        .task
+        .create(ctx(), &req)
+        .expect_err("restore with its own network namespace");
+    assert_eq!(rpc_code(&err), Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(rpc_message(&err).contains("net"), "{}", rpc_message(&err));
+    assert_released(&fake, b);
+
+    std::fs::write(
+        bundle_b.join("config.json"),
+        serde_json::to_vec(&spec_b).unwrap(),
+    )
+    .unwrap();
+    // As containerd restores the checkpoint's rootfs changes: the file the shell may hold open
+    // (`> /tmp/count`) at the dump is there.
+    let snapshots = fake.dir.join("snapshots");
+    std::fs::create_dir_all(snapshots.join(b).join("upper/tmp")).unwrap();
+    std::fs::copy(
+        snapshots.join(a).join("upper/tmp/count"),
+        snapshots.join(b).join("upper/tmp/count"),
+    )
+    .unwrap();
+    let pid = shim_b.task.create(ctx(), &req).expect("restore").pid;
+    assert_eq!(
+        status_field(pid, "PPid").as_deref(),
+        Some(shim_b.shim_pid().to_string().as_str()),
+        "the restored init is not the daemon's child"
+    );
+    for name in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns_inode(pid, name),
+            second_ns.inode(name),
+            "the restored init's {name} namespace is not the new spec's"
+        );
+    }
+    // Joined, not restored over: the pod's host name and ipc objects are the pod's own.
+    assert_eq!(
+        second_ns.contents(),
+        (second_ns.name.clone(), 1),
+        "the restore changed the joined namespaces"
+    );
+    // Joined, not restored over: the pod's host name and ipc objects are the pod's own.
+    assert_eq!(
+        second_ns.contents(),
+        (second_ns.name.clone(), 1),
+        "the restore changed the joined namespaces"
+    );
+    start(&shim_b, b).expect("start b");
+    let first: u64 = lines_b
+        .recv_timeout(Duration::from_secs(10))
+        .expect("b prints")
+        .parse()
+        .expect("a number");
+    assert!(
+        first > last,
+        "the counter restarted: {first} after {last} before the checkpoint"
+    );
+    std::fs::write(bundle_b.join("rootfs/tmp/stop"), "").unwrap();
+    assert_eq!(wait(&shim_b, b).exit_status, 42);
+    delete(&shim_b, b).expect("delete b");
+    assert_released(&fake, b);
+    assert_released(&fake, a);
+    shim_b.shutdown_and_wait();
 }

@@ -7,9 +7,13 @@
 //! (proc, sysfs, tmpfs, devpts, mqueue) is `--external mnt[<dest>]:<dest>` (bind mounts of host
 //! paths, cgroup v1 binds, a terminal's `/dev/console`), a stdio FIFO opened from the host is
 //! `--external file[..]` and a terminal's pty slave (its master is the daemon's) `tty[..]`.
-//! What was made external is written to `sibling-checkpoint.json` in the image directory, for a
-//! restore to map each one back.
+//! A network namespace the spec joins by path is external as well (`net[inode]:extRootNetNS`,
+//! runc's key), and CRIU runs in the container's joined ipc and uts namespaces, which it then
+//! does not dump: they are the pod's. What was made external is written to
+//! `sibling-checkpoint.json` in the image directory, for a restore to map each one back.
 
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -20,6 +24,7 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::shim::oci::CheckpointOptions;
 use containerd_shim_protos::shim::shim::CheckpointTaskRequest;
 use containerd_shim_protos::topics::TASK_CHECKPOINTED_EVENT_TOPIC;
+use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +153,58 @@ fn search_path(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// The exit code of a CRIU child that could not enter a namespace before it became CRIU.
+pub const EXIT_NAMESPACE: i32 = 123;
+
+/// Makes `command` enter the namespaces `entered` (open namespace files with their kind) just
+/// before it executes; if it cannot, it exits with [`EXIT_NAMESPACE`] (never std's error path,
+/// which would wait for the child and race the daemon's reaper).
+pub fn enter_before_exec(command: &mut Command, entered: Vec<(OwnedFd, CloneFlags)>) {
+    if entered.is_empty() {
+        return;
+    }
+    // SAFETY: the closure makes only setns and _exit system calls on fds opened before the
+    // fork, which it owns; both are async-signal-safe and nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            for (fd, kind) in &entered {
+                if nix::sched::setns(fd, *kind).is_err() {
+                    nix::libc::_exit(EXIT_NAMESPACE);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Opens the namespace files of the `names` kinds (`ipc`, `uts`) under `dir` (a
+/// `/proc/<pid>/ns` directory) or at their paths.
+pub fn open_namespaces<'a>(
+    namespaces: impl IntoIterator<Item = (&'a str, PathBuf)>,
+) -> Result<Vec<(OwnedFd, CloneFlags)>, TaskError> {
+    namespaces
+        .into_iter()
+        .filter_map(|(name, path)| {
+            let kind = match name {
+                "ipc" => CloneFlags::CLONE_NEWIPC,
+                "uts" => CloneFlags::CLONE_NEWUTS,
+                _ => return None,
+            };
+            Some(
+                rustix::fs::open(
+                    &path,
+                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map(|fd| (fd, kind))
+                .map_err(|e| {
+                    TaskError::invalid(format!("open {name} namespace {}: {e}", path.display()))
+                }),
+            )
+        })
+        .collect()
+}
+
 /// Runs `command` as a child of the daemon (stdin, stdout and stderr on /dev/null) and returns
 /// its exit code (128 + signal), killing it past `limit`.
 pub fn run(daemon: &Daemon, command: &mut Command, limit: Duration) -> Result<u32, String> {
@@ -194,7 +251,44 @@ pub struct Description {
     pub ext_unix_sk: bool,
     pub shell_job: bool,
     pub file_locks: bool,
+    /// The namespaces the container joined by path (`net`, `ipc`, `uts`), which a restore
+    /// joins again at the new spec's paths. The network namespace was dumped as external
+    /// (`net[<inode>]:extRootNetNS`, as runc does); CRIU ran in the container's ipc and uts
+    /// namespaces, so it did not dump them (their contents are the pod's, not the container's)
+    /// and a restore runs it in the new spec's, where the restored tree stays.
+    #[serde(default)]
+    pub joined_namespaces: Vec<String>,
 }
+
+/// CRIU's key of an external network namespace (runc's).
+pub const EXTERNAL_NETNS_KEY: &str = "extRootNetNS";
+
+/// The namespaces a spec joins by path, with their kernel (and CRIU) names, in the spec's order.
+pub fn joined_namespaces(spec: &oci_spec::runtime::Spec) -> Vec<(&'static str, PathBuf)> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ns| {
+            let name = match ns.typ() {
+                T::Network => "net",
+                T::Ipc => "ipc",
+                T::Uts => "uts",
+                T::Pid => "pid",
+                T::Mount => "mnt",
+                T::User => "user",
+                T::Cgroup => "cgroup",
+                T::Time => "time",
+            };
+            Some((name, ns.path().clone()?))
+        })
+        .collect()
+}
+
+/// The joined namespaces a restore can join again.
+pub const REJOINABLE_NAMESPACES: &[&str] = &["net", "ipc", "uts"];
 
 impl Description {
     /// The options dump and restore share.
@@ -313,6 +407,14 @@ pub fn checkpoint(
     let mounts = external_mounts(pid)?;
     let ids = mount_ids(pid);
     let stdio: Vec<Option<String>> = (0..3).map(|fd| stdio_key(pid, fd, &ids)).collect();
+    // The spec's namespaces joined by path: a restore joins the new spec's. The rest is dumped
+    // as CRIU does for any namespace (a restore refuses what it cannot join again).
+    let spec = super::bundle_spec::load_spec(&task.bundle)?;
+    let joined: Vec<String> = joined_namespaces(&spec)
+        .into_iter()
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| REJOINABLE_NAMESPACES.contains(&name.as_str()))
+        .collect();
     let description = Description {
         external_mounts: mounts,
         stdio,
@@ -322,6 +424,7 @@ pub fn checkpoint(
         ext_unix_sk: options.external_unix_sockets,
         shell_job: options.terminal || task.stdio.terminal,
         file_locks: options.file_locks,
+        joined_namespaces: joined,
     };
 
     let mut command = Command::new(&criu);
@@ -362,10 +465,35 @@ pub fn checkpoint(
     for key in externals {
         command.arg("--external").arg(key);
     }
+    if description.joined_namespaces.iter().any(|n| n == "net") {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| TaskError::internal(format!("stat the init's network namespace: {e}")))?
+            .ino();
+        command
+            .arg("--external")
+            .arg(format!("net[{inode}]:{EXTERNAL_NETNS_KEY}"));
+    }
+    // CRIU in the container's joined ipc and uts namespaces: it dumps only namespaces that
+    // differ from its own, and these are the pod's to keep, not the container's to restore.
+    let proc_ns = PathBuf::from(format!("/proc/{pid}/ns"));
+    let entered = open_namespaces(
+        description
+            .joined_namespaces
+            .iter()
+            .map(|name| (name.as_str(), proc_ns.join(name))),
+    )?;
+    enter_before_exec(&mut command, entered);
     log::info!("checkpoint {} into {}", task.id, images.display());
     let log = work.join("dump.log");
     match run(daemon, &mut command, DUMP_LIMIT) {
         Ok(0) => {}
+        Ok(code) if code as i32 == EXIT_NAMESPACE && !description.joined_namespaces.is_empty() => {
+            return Err(TaskError::internal(format!(
+                "checkpoint: criu could not enter the container's {:?} namespaces",
+                description.joined_namespaces
+            )));
+        }
         Ok(code) => {
             return Err(TaskError::internal(format!(
                 "criu dump exited with {code}: {}",

@@ -61,7 +61,7 @@ impl Task {
         let restoring = (!req.checkpoint.is_empty())
             .then(|| -> Result<_, TaskError> {
                 let dumped = restore::read_description(std::path::Path::new(&req.checkpoint))?;
-                restore::check_supported(&spec, req.terminal || dumped.terminal)?;
+                restore::check_supported(&spec, req.terminal, &dumped)?;
                 Ok((spec.clone(), rootfs_path.clone()))
             })
             .transpose()?;
@@ -120,7 +120,7 @@ impl Task {
                     cgroup,
                     criu_path: options.criu_path.as_deref(),
                 },
-                child_stdio,
+                (&io, child_stdio),
                 &order,
                 &|pid| {
                     daemon
