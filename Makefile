@@ -134,8 +134,9 @@ test-node-vm: build rootfs image $(if $(NODE_VM_CONTAINERD_VERSIONS),containerd-
 	@bins=$$($(CARGO) test --release --no-run $(NODE_VM_TESTS) --message-format=json | \
 		grep -o '"executable":"[^"]*/\(security\|systemd_cgroup\)-[^"/]*"' | cut -d'"' -f4); \
 	cri_bins=$$(CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --no-run \
-		--manifest-path tests/cri/Cargo.toml --test apparmor --test pod --message-format=json | \
-		grep -o '"executable":"[^"]*/\(apparmor\|pod\)-[^"/]*"' | cut -d'"' -f4); \
+		--manifest-path tests/cri/Cargo.toml --test apparmor --test pod --test systemd \
+		--message-format=json | \
+		grep -o '"executable":"[^"]*/\(apparmor\|pod\|systemd\)-[^"/]*"' | cut -d'"' -f4); \
 	[ -n "$$bins" ] && [ -n "$$cri_bins" ] || { echo "test-node-vm: no test binaries" >&2; exit 1; }; \
 	CI=true SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) \
 		NODE_VM_CONTAINERD_VERSIONS="$(NODE_VM_CONTAINERD_VERSIONS)" \

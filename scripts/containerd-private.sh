@@ -7,7 +7,8 @@
 # start: writes DIR/config.toml (root, state and both sockets under DIR, CRI off unless
 #        CRI=1, which adds the runtime classes "sibling" and "runc"; CRI_APPARMOR=1 lets
 #        CRI apply AppArmor profiles on a host that has AppArmor (its default profile to
-#        every container that asks for none), off otherwise; log level LOG_LEVEL, default
+#        every container that asks for none), off otherwise; CRI_SYSTEMD_CGROUP=1 gives
+#        both runtime classes the systemd cgroup driver; log level LOG_LEVEL, default
 #        debug),
 #        starts containerd in the background with SHIM_DIR (env; default: this
 #        repo's target/release) first in PATH so `--runtime io.containerd.sibling.v2`
@@ -152,6 +153,17 @@ TOML
   [plugins."$runtime_plugin".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
 TOML
+    # CRI_SYSTEMD_CGROUP=1: both runtime classes use the systemd cgroup driver, as on a kubeadm
+    # node (runc's option in its own options; sibling's in the TOML file its ConfigPath names).
+    if [ "${CRI_SYSTEMD_CGROUP:-0}" = 1 ]; then
+        printf 'SystemdCgroup = true\n' >"$dir/sibling.toml"
+        cat >>"$dir/config.toml" <<TOML
+  [plugins."$runtime_plugin".containerd.runtimes.sibling.options]
+    ConfigPath = "$dir/sibling.toml"
+  [plugins."$runtime_plugin".containerd.runtimes.runc.options]
+    SystemdCgroup = true
+TOML
+    fi
 }
 
 # Pids of processes whose argv contains "-address $sock" exactly: shims started

@@ -4,7 +4,8 @@
 # node. Each test binary is named by its cargo name (the part before the hash):
 #   security        the AppArmor tests of tests/security.rs
 #   systemd_cgroup  tests/systemd_cgroup.rs (the systemd cgroup driver), every test in it
-#   apparmor, pod   the CRI tests of tests/cri/tests/ (containerd's CRI with AppArmor on; a pod)
+#   apparmor, pod, systemd  the CRI tests of tests/cri/tests/ (containerd's CRI with AppArmor
+#                   on; a pod; both runtime classes with SystemdCgroup = true)
 # A binary that was not built (systemd_cgroup before tests/systemd_cgroup.rs exists) is
 # reported as skipped, by name.
 #
@@ -85,6 +86,8 @@ for version in ${NODE_VM_CONTAINERD_VERSIONS:-}; do
         --test-threads=1
 done
 run pod "CRI pod" --test-threads=1
+SIBLING_EXPECT_SYSTEMD=1 run systemd "CRI with the systemd cgroup driver (sibling and runc)" \
+    --test-threads=1
 
 # What the tests left behind, if anything.
 # (runc, like sibling, leaves the parent k8s.io of CRI's cgroupfs paths; nothing may be in it.)
