@@ -6,7 +6,14 @@ set -euo pipefail
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 arena=$1; n=$2
 dir=$(mktemp -d /tmp/perf-mem.XXXXXX)
-trap '$repo/scripts/containerd-private.sh stop $dir >/dev/null 2>&1 || true' EXIT
+cleanup() {
+    $repo/scripts/containerd-private.sh stop $dir >/dev/null 2>&1 || true
+    # The namespace's parent cgroups the containers were made in, if empty.
+    for d in /sys/fs/cgroup/*/perfmem /sys/fs/cgroup/unified/perfmem; do
+        if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
+    done
+}
+trap cleanup EXIT
 if [ "$arena" != none ]; then export MALLOC_ARENA_MAX=$arena; fi
 SHIM_DIR=${SHIM_DIR:-$repo/target/release} LOG_LEVEL=info $repo/scripts/containerd-private.sh start $dir >/dev/null
 unset MALLOC_ARENA_MAX
