@@ -63,7 +63,7 @@ check:
 test: build rootfs image criu
 	SIBLING_ROOTFS=$(ROOTFS) SIBLING_IMAGE_TAR=$(IMAGE_TAR) SIBLING_CRIU=$(CRIU) \
 		$(CARGO) test --release --no-fail-fast -- --include-ignored --test-threads=$(TEST_THREADS) $(TEST_ARGS)
-	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path bench/Cargo.toml
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --workspace --manifest-path bench/Cargo.toml
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
 	$(MAKE) test-containerd-versions
 	$(MAKE) test-cgroup-v2
@@ -159,7 +159,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check --manifest-path bench/Cargo.toml
 	$(CARGO) fmt --check --manifest-path tests/cri/Cargo.toml
-	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) clippy --release --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) clippy --release --workspace --manifest-path bench/Cargo.toml --all-targets -- -D warnings
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) clippy --release --manifest-path tests/cri/Cargo.toml --all-targets -- -D warnings
 
 # Stops private containerds and removes directories left by test processes that died.

@@ -12,6 +12,7 @@ use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 
 fn main() {
+    shim::cold_start::mark_main();
     let args: Vec<_> = std::env::args_os().collect();
     // containerd 2.x runs `<shim> -info` (no other flag) and reads a RuntimeInfo from stdout;
     // containerd_shim::parse does not know the flag.

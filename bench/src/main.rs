@@ -103,7 +103,7 @@ async fn run() -> Result<(), Error> {
     .await?;
 
     eprintln!("bench: 1. lifecycle, {runs} runs per runtime");
-    let lifecycle = scenarios::lifecycle(&cd, runs).await?;
+    let (lifecycle, null) = scenarios::lifecycle(&cd, runs, true).await?;
     // The same lifecycle with sibling's sharing option turned on (runtime options naming a
     // config file with containers_per_shim and idle_seconds), against a second containerd so
     // that its idle daemons never mix with the default mode's figures.
@@ -120,7 +120,7 @@ async fn run() -> Result<(), Error> {
             )
             .await?;
             cd.sibling_config = Some(args.text("shared-config")?);
-            Some(scenarios::lifecycle(&cd, runs).await?)
+            Some(scenarios::lifecycle(&cd, runs, false).await?.0)
         }
         None => None,
     };
@@ -146,6 +146,7 @@ async fn run() -> Result<(), Error> {
         machine: machine(args.values.get("shim").cloned().unwrap_or_default()),
         runs,
         lifecycle,
+        null,
         shared,
         ctr_run,
         throughput,

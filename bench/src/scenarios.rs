@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::{Containerd, Error, Phases, RUNC, SIBLING};
+use crate::lifecycle::{Containerd, Error, NULL, Phases, RUNC, SIBLING};
 use crate::memory::{self, Usage};
 use crate::stats::Summary;
 
@@ -38,7 +38,19 @@ fn order(i: usize) -> [&'static str; 2] {
 }
 
 fn short(runtime: &str) -> &'static str {
-    if runtime == SIBLING { "sib" } else { "runc" }
+    match runtime {
+        SIBLING => "sib",
+        NULL => "null",
+        _ => "runc",
+    }
+}
+
+/// Run `i` with the null shim too: sibling and runc in `order(i)`, the null shim first, between
+/// them or last in turn.
+fn order_with_null(i: usize) -> Vec<&'static str> {
+    let mut runtimes = order(i).to_vec();
+    runtimes.insert(i % 3, NULL);
+    runtimes
 }
 
 /// Scenario 1: the task phases of a container running `true`, through gRPC.
@@ -53,10 +65,23 @@ pub struct Lifecycle {
     pub wrong_exits: usize,
 }
 
-pub async fn lifecycle(cd: &Containerd, runs: usize) -> Result<PerRuntime<Lifecycle>, Error> {
+/// Scenario 1 for sibling and runc.v2, and with `null` for the null shim too (containerd's own
+/// cost: bench/null-shim), in the same alternation.
+pub async fn lifecycle(
+    cd: &Containerd,
+    runs: usize,
+    null: bool,
+) -> Result<(PerRuntime<Lifecycle>, Option<Lifecycle>), Error> {
+    let runtimes = |i| {
+        if null {
+            order_with_null(i)
+        } else {
+            order(i).to_vec()
+        }
+    };
     // Warm-up: the first shim start of each runtime pays for loading binaries into the page cache.
     for i in 0..3 {
-        for runtime in order(i) {
+        for runtime in runtimes(i) {
             cd.run_container(
                 &format!("warm-{}-{i}", short(runtime)),
                 runtime,
@@ -67,34 +92,46 @@ pub async fn lifecycle(cd: &Containerd, runs: usize) -> Result<PerRuntime<Lifecy
     }
     let mut samples: PerRuntime<Vec<Phases>> = PerRuntime::default();
     let mut wrong: PerRuntime<usize> = PerRuntime::default();
+    let mut null_samples = Vec::new();
+    let mut null_wrong = 0;
     for i in 0..runs {
-        for runtime in order(i) {
+        for runtime in runtimes(i) {
             let id = format!("lat-{}-{i}", short(runtime));
             let (phases, exit) = cd.run_container(&id, runtime, &["/bin/true"]).await?;
+            if runtime == NULL {
+                null_samples.push(phases);
+                null_wrong += usize::from(exit != 0);
+                continue;
+            }
             samples.get_mut(runtime).push(phases);
             if exit != 0 {
                 *wrong.get_mut(runtime) += 1;
             }
         }
     }
-    let summarize = |phases: &[Phases], wrong_exits: usize| {
-        let of = |f: &dyn Fn(&Phases) -> Duration| {
-            Summary::of_durations(&phases.iter().map(f).collect::<Vec<_>>())
-        };
-        Lifecycle {
-            create: of(&|p| p.create),
-            start: of(&|p| p.start),
-            create_start: of(&|p| p.create + p.start),
-            wait: of(&|p| p.wait),
-            delete: of(&|p| p.delete),
-            total: of(&|p| p.total()),
-            wrong_exits,
-        }
-    };
-    Ok(PerRuntime {
+    let per_runtime = PerRuntime {
         sibling: summarize(&samples.sibling, wrong.sibling),
         runc: summarize(&samples.runc, wrong.runc),
-    })
+    };
+    Ok((
+        per_runtime,
+        null.then(|| summarize(&null_samples, null_wrong)),
+    ))
+}
+
+fn summarize(phases: &[Phases], wrong_exits: usize) -> Lifecycle {
+    let of = |f: &dyn Fn(&Phases) -> Duration| {
+        Summary::of_durations(&phases.iter().map(f).collect::<Vec<_>>())
+    };
+    Lifecycle {
+        create: of(&|p| p.create),
+        start: of(&|p| p.start),
+        create_start: of(&|p| p.create + p.start),
+        wait: of(&|p| p.wait),
+        delete: of(&|p| p.delete),
+        total: of(&|p| p.total()),
+        wrong_exits,
+    }
 }
 
 /// Where `ctr` finds containerd and keeps its files.

@@ -165,6 +165,9 @@ fn spawn_daemon(
     }
     if flags.debug {
         command.arg("-debug");
+        // The cold start breakdown the daemon logs at debug level (cold_start.rs).
+        let (name, value) = super::cold_start::env_for_daemon();
+        command.env(name, value);
     }
     command.envs(env.iter().copied());
     command

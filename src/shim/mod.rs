@@ -8,6 +8,7 @@
 
 pub mod bundle_spec;
 pub mod checkpoint;
+pub mod cold_start;
 pub mod create;
 pub mod daemon;
 pub mod error;
