@@ -440,7 +440,10 @@ mod tests {
         );
         // The systemd driver (an option of the runtime, not of the spec) exists; systemd's
         // user instance is never used.
-        assert_eq!(features.pointer("/linux/cgroup/systemd"), Some(&json!(true)));
+        assert_eq!(
+            features.pointer("/linux/cgroup/systemd"),
+            Some(&json!(true))
+        );
         assert!(disabled("/linux/cgroup/systemdUser"));
         assert_eq!(features.pointer("/ociVersionMin"), Some(&json!("1.0.0")));
         assert_eq!(

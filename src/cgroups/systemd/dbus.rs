@@ -214,6 +214,8 @@ pub struct Bus {
     /// Where method calls go: the bus name (`org.freedesktop.systemd1`), or empty on a
     /// peer-to-peer connection.
     destination: String,
+    /// This connection's name on the bus (`Hello`'s answer).
+    pub unique_name: String,
 }
 
 impl Bus {
@@ -234,10 +236,11 @@ impl Bus {
             serial: 0,
             pending: VecDeque::new(),
             destination: destination.to_owned(),
+            unique_name: String::new(),
         };
         bus.authenticate(deadline)?;
         if hello {
-            bus.call(
+            let reply = bus.call(
                 "org.freedesktop.DBus",
                 "/org/freedesktop/DBus",
                 "org.freedesktop.DBus",
@@ -245,6 +248,7 @@ impl Bus {
                 &[],
                 deadline,
             )?;
+            bus.unique_name = reply.first_string().unwrap_or_default();
         }
         Ok(bus)
     }
@@ -344,15 +348,7 @@ impl Bus {
         args: &[Value],
         deadline: Instant,
     ) -> Result<Message, BusError> {
-        self.serial += 1;
-        let serial = self.serial;
-        let destination = if destination.is_empty() {
-            self.destination.clone()
-        } else {
-            destination.to_owned()
-        };
-        let bytes = method_call(serial, &destination, path, interface, member, args);
-        self.write_all(&bytes, deadline)?;
+        let serial = self.send_call(destination, path, interface, member, args, deadline)?;
         let what = format!("the reply to {interface}.{member}");
         loop {
             let message = self.read_message(deadline, &what)?;
@@ -368,6 +364,28 @@ impl Bus {
                 _ => {}
             }
         }
+    }
+
+    /// Sends a method call without waiting for its reply; returns its serial.
+    fn send_call(
+        &mut self,
+        destination: &str,
+        path: &str,
+        interface: &str,
+        member: &str,
+        args: &[Value],
+        deadline: Instant,
+    ) -> Result<u32, BusError> {
+        self.serial += 1;
+        let serial = self.serial;
+        let destination = if destination.is_empty() {
+            self.destination.clone()
+        } else {
+            destination.to_owned()
+        };
+        let bytes = method_call(serial, &destination, path, interface, member, args);
+        self.write_all(&bytes, deadline)?;
+        Ok(serial)
     }
 
     /// Waits until a signal `accept` takes (returning `Some`) arrives, first among those
@@ -521,6 +539,113 @@ mod tests {
         let mut big = w.buf.clone();
         big[0] = b'B';
         assert!(parse_message(&big).is_err());
+    }
+
+    /// The messages systemd's API needs, through a real `dbus-daemon` (which validates every
+    /// message it routes and drops a connection that sends a malformed one): a call with
+    /// StartTransientUnit's signature goes from one connection to another and arrives intact.
+    #[test]
+    fn a_real_dbus_daemon_routes_our_messages() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        if !Path::new("/usr/bin/dbus-daemon").exists() {
+            eprintln!("skipped: no /usr/bin/dbus-daemon");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sibling-dbus-real-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("bus");
+        let mut daemon = Command::new("/usr/bin/dbus-daemon")
+            .args(["--session", "--nofork", "--print-address"])
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The address is printed once the daemon listens (or end of file if it failed).
+        let mut address = String::new();
+        std::io::BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let result = std::panic::catch_unwind(|| {
+            assert!(address.starts_with("unix:path="), "{address:?}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut a = Bus::connect(&socket, "org.freedesktop.DBus", true, deadline).unwrap();
+            let mut b = Bus::connect(&socket, "org.freedesktop.DBus", true, deadline).unwrap();
+            assert!(b.unique_name.starts_with(':'), "{:?}", b.unique_name);
+            let owner = a
+                .call(
+                    "",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "GetNameOwner",
+                    &[Value::Str("org.freedesktop.DBus".into())],
+                    deadline,
+                )
+                .unwrap();
+            assert_eq!(
+                owner.first_string().as_deref(),
+                Some("org.freedesktop.DBus")
+            );
+            // An error reply from the real daemon.
+            let err = a
+                .call(
+                    "",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "GetNameOwner",
+                    &[Value::Str("org.example.Nobody".into())],
+                    deadline,
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, BusError::Remote { name, .. } if name == "org.freedesktop.DBus.Error.NameHasNoOwner"),
+                "{err}"
+            );
+            let args = [
+                Value::Str("x.scope".into()),
+                Value::Str("replace".into()),
+                Value::Properties(vec![
+                    ("Delegate".into(), Value::Bool(true)),
+                    ("PIDs".into(), Value::U32Array(vec![1, 2])),
+                    ("MemoryMax".into(), Value::U64(1 << 30)),
+                    ("AllowedCPUs".into(), Value::Bytes(vec![3])),
+                    ("Slice".into(), Value::Str("system.slice".into())),
+                ]),
+                Value::AuxUnits(Vec::new()),
+            ];
+            let target = b.unique_name.clone();
+            a.send_call(
+                &target,
+                "/org/example",
+                "org.example.Manager",
+                "Start",
+                &args,
+                deadline,
+            )
+            .unwrap();
+            // The daemon's NameAcquired signal comes first.
+            let got = loop {
+                let message = b.read_message(deadline, "the routed call").unwrap();
+                if message.kind != SIGNAL {
+                    break message;
+                }
+                assert_eq!(message.member.as_deref(), Some("NameAcquired"));
+            };
+            assert_eq!(got.kind, METHOD_CALL);
+            assert_eq!(got.member.as_deref(), Some("Start"));
+            assert_eq!(got.signature, "ssa(sv)a(sa(sv))");
+            let mut expected = Writer::new();
+            args.iter().for_each(|v| expected.value(v));
+            assert_eq!(got.body, expected.buf);
+        });
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        std::fs::remove_dir_all(&dir).unwrap();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// The whole exchange against a peer in this test: authentication, Hello, an error reply
