@@ -81,9 +81,10 @@ pub fn features_document() -> Value {
             "cgroup": {
                 "v1": true,
                 "v2": true,
-                // A `slice:prefix:name` cgroupsPath is placed in cgroupfs (with a warning):
-                // there is no systemd driver (no transient unit).
-                "systemd": false,
+                // The systemd driver (runtime option `SystemdCgroup` / `systemd_cgroup`): a
+                // transient scope per container through systemd's D-Bus API
+                // (`cgroups::systemd`), on pure cgroup v2 hosts. Never systemd's user instance.
+                "systemd": true,
                 "systemdUser": false,
                 "rdma": false,
             },

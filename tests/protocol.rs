@@ -2457,3 +2457,98 @@ fn a_terminals_console_size_is_applied_before_the_program_runs() {
     );
     kill_delete_and_shut_down(&fake, &shim, id);
 }
+
+/// runc's options with `SystemdCgroup = true`, as containerd sends them for a runtime
+/// configured like runc with the systemd cgroup driver.
+fn runc_systemd_options() -> containerd_shim_protos::protobuf::well_known_types::any::Any {
+    use containerd_shim_protos::protobuf::Message;
+    let options = containerd_shim_protos::shim::oci::Options {
+        systemd_cgroup: true,
+        ..Default::default()
+    };
+    containerd_shim_protos::protobuf::well_known_types::any::Any {
+        type_url: "type.googleapis.com/containerd.runc.v1.Options".into(),
+        value: options.write_to_bytes().unwrap(),
+        ..Default::default()
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn systemd_driver_without_systemd_fails_create_clearly_and_leaves_nothing() {
+    use containerd_shim_protos::protobuf::Message;
+    if !require_root() {
+        return;
+    }
+    if Path::new("/run/systemd/system").exists() {
+        eprintln!("skipped: systemd is running here (tests/systemd_cgroup.rs covers that case)");
+        return;
+    }
+    let fake = FakeContainerd::new("nosystemd");
+    let id = "nosystemd";
+    let mut spec = template_spec();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "100"]);
+    let cgroups_path = format!("sibling-proto-{}.slice:proto:{id}", std::process::id());
+    spec["linux"]["cgroupsPath"] = serde_json::json!(cgroups_path);
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let runc = runc_systemd_options();
+    let shim = fake.start_shim_options(
+        id,
+        &bundle,
+        &DEDICATED_SHIM,
+        &runc.write_to_bytes().unwrap(),
+    );
+    let shim_pid = shim.shim_pid();
+    let mut req = fake.create_request(id, &bundle, "");
+    req.options = Some(runc).into();
+    let err = shim
+        .task
+        .create(ctx(), &req)
+        .expect_err("create without systemd");
+    let message = rpc_message(&err);
+    assert_eq!(rpc_code(&err), Code::FAILED_PRECONDITION, "{message}");
+    for expected in ["SystemdCgroup", "systemd_cgroup", "/run/systemd/system"] {
+        assert!(message.contains(expected), "{expected} not in {message:?}");
+    }
+    // sibling's own options say the same.
+    let own = containerd_shim_sibling_v2::protos::options::Options {
+        systemd_cgroup: true,
+        ..Default::default()
+    };
+    req.options = Some(
+        containerd_shim_protos::protobuf::well_known_types::any::Any {
+            type_url: "type.googleapis.com/sibling.v1.Options".into(),
+            value: own.write_to_bytes().unwrap(),
+            ..Default::default()
+        },
+    )
+    .into();
+    let err = shim
+        .task
+        .create(ctx(), &req)
+        .expect_err("create without systemd");
+    assert!(
+        rpc_message(&err).contains("/run/systemd/system"),
+        "{}",
+        rpc_message(&err)
+    );
+    // Nothing is left: no mount, no cgroup where the scope would have been (nor where the
+    // cgroupfs driver would have put it), no process but the spawner.
+    assert_eq!(mounts_under(&fake.dir), Vec::<String>::new(), "mounts left");
+    let slice = format!("sibling-proto-{}.slice", std::process::id());
+    for path in [format!("/{slice}"), format!("/{slice}/proto-{id}.scope")] {
+        let left = cgroup_dirs(&path);
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    }
+    let children = children_of(shim_pid);
+    assert_eq!(children.len(), 1, "daemon children: {children:?}");
+    // The container without the driver runs as before, in the same daemon.
+    req.options = Default::default();
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path(id));
+    let bundle = fake.bundle_with_spec(id, &spec);
+    let req = fake.create_request(id, &bundle, "");
+    shim.task.create(ctx(), &req).expect("create with cgroupfs");
+    delete(&shim, id).expect("delete");
+    assert_released(&fake, id);
+    shim.shutdown_and_wait();
+}

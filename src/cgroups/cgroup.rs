@@ -25,6 +25,10 @@ const RMDIR_BUDGET: Duration = Duration::from_millis(500);
 pub struct Cgroup {
     pub(super) mode: CgroupMode,
     pub(super) dirs: Vec<CgroupDir>,
+    /// The transient systemd scope the cgroup belongs to (the systemd driver): `remove` stops
+    /// it, Update sets its properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) systemd_unit: Option<String>,
 }
 
 /// The container's directory in one hierarchy.
@@ -169,7 +173,35 @@ impl Cgroup {
                 .all()
                 .map(|h| CgroupDir::resolve(h, path))
                 .collect(),
+            systemd_unit: None,
         }
+    }
+
+    /// The cgroup of a systemd scope that was just started (`unit`, whose directory is
+    /// `path`): systemd made the directory and enabled the controllers along the way, so
+    /// nothing above it is touched; `remove` stops the unit after emptying it. Only on pure
+    /// cgroup v2 (the caller checks).
+    pub fn in_systemd_scope(
+        hierarchies: &Hierarchies,
+        path: &CgroupPath,
+        unit: &str,
+    ) -> Result<Cgroup, CgroupError> {
+        let mut cgroup = Self::resolve(hierarchies, path);
+        cgroup.systemd_unit = Some(unit.to_owned());
+        for dir in &cgroup.dirs {
+            if !dir.path.is_dir() {
+                return Err(CgroupError::Systemd(format!(
+                    "unit {unit} started but its cgroup {} does not exist",
+                    dir.path.display()
+                )));
+            }
+        }
+        Ok(cgroup)
+    }
+
+    /// The systemd scope this cgroup belongs to, with the systemd driver.
+    pub fn systemd_unit(&self) -> Option<&str> {
+        self.systemd_unit.as_deref()
     }
 
     /// Creates the container's cgroup in every hierarchy (`mkdir -p`). If one hierarchy fails,
@@ -280,6 +312,14 @@ impl Cgroup {
                 warn!("cgroups: {e}");
                 first_error.get_or_insert(e);
             }
+        }
+        // Empty now, so systemd has nothing to signal: stopping only removes the unit and
+        // its directory (waiting for the job, bounded).
+        if let Some(unit) = &self.systemd_unit
+            && let Err(e) = super::systemd::stop_unit(unit)
+        {
+            warn!("cgroups: {e}");
+            first_error.get_or_insert(CgroupError::Systemd(e.to_string()));
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -58,6 +58,8 @@ pub enum CgroupError {
     DeviceProgram { reason: String },
     /// A `linux.resources.unified` key that is not a plain cgroup file name.
     InvalidUnifiedKey { key: String },
+    /// A systemd unit operation (the systemd cgroup driver) failed; the text says which.
+    Systemd(String),
 }
 
 impl fmt::Display for CgroupError {
@@ -73,6 +75,7 @@ impl fmt::Display for CgroupError {
             Self::NoHierarchy => write!(f, "no cgroup v1 or cgroup2 mount in the mount table"),
             Self::Unsupported { what } => write!(f, "{what} is not supported here"),
             Self::DeviceProgram { reason } => write!(f, "device rules on cgroup2: {reason}"),
+            Self::Systemd(reason) => write!(f, "systemd cgroup driver: {reason}"),
             Self::InvalidUnifiedKey { key } => {
                 write!(
                     f,
@@ -151,7 +154,8 @@ impl std::error::Error for CgroupError {
             | Self::ControllerMissing { .. }
             | Self::Unsupported { .. }
             | Self::DeviceProgram { .. }
-            | Self::InvalidUnifiedKey { .. } => None,
+            | Self::InvalidUnifiedKey { .. }
+            | Self::Systemd(_) => None,
         }
     }
 }

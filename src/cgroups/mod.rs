@@ -6,8 +6,8 @@
 //! child joins it ([`Cgroup::join`], or `CLONE_INTO_CGROUP` with [`Cgroup::open_dir_fd`] on pure
 //! v2). Kill with `all` uses [`Cgroup::kill_all`]; Delete uses [`Cgroup::remove`].
 //!
-//! Plain cgroupfs file operations only: no systemd client (a systemd `cgroupsPath` is mapped to
-//! the directory systemd would use), no freezer for kill, and only the common resource limits.
+//! cgroupfs file operations, and with the systemd cgroup driver a transient scope per container
+//! made through systemd's D-Bus API first ([`systemd`], on pure cgroup v2 hosts).
 //! Every root comes from the mount table text, so tests run on a temporary directory.
 
 mod cgroup;
@@ -23,13 +23,14 @@ mod kill;
 mod oom;
 mod path;
 mod resources;
+pub mod systemd;
 mod unified;
 
 pub use cgroup::{Cgroup, CgroupDir};
 pub use devices::DeviceRules;
 pub use error::CgroupError;
 pub use hierarchy::{CgroupMode, Hierarchies, Hierarchy, MOUNTINFO_PATH, PROC_CGROUP_PATH};
-pub use path::CgroupPath;
+pub use path::{CgroupPath, SystemdScope};
 pub use resources::cpu_shares_to_weight;
 
 #[cfg(test)]

@@ -4,20 +4,20 @@
 //! - the path form: `/default/abc` (absolute: below the root of each hierarchy as this process
 //!   sees it) or `abc/def` (relative: below this process's own cgroup in each hierarchy, which is
 //!   the hierarchy root when the shim is not nested);
-//! - systemd's `slice:prefix:name` form, used when containerd's runtime options ask for the
-//!   systemd cgroup driver. This shim has no D-Bus client, so it never asks systemd to create
-//!   the scope: it creates the directory systemd would have used,
-//!   `/<slice expanded>/<prefix>-<name>.scope`, straight in cgroupfs, and says so in a warning.
+//! - systemd's `slice:prefix:name` form, used with the systemd cgroup driver (runc's
+//!   `SystemdCgroup`, sibling's `systemd_cgroup`): [`SystemdScope`] names the transient scope
+//!   `prefix-name.scope` in that slice and the directory systemd gives it,
+//!   `/<slice expanded>/<prefix>-<name>.scope`. Without the driver such a path is still
+//!   recognised, and that directory is made in cgroupfs, with a warning saying systemd will not
+//!   know it.
 
 use std::path::{Path, PathBuf};
 
-use log::{debug, warn};
+use log::warn;
 use serde::{Deserialize, Serialize};
 
 use super::CgroupError;
 
-/// Exists when systemd is the running init (`sd_booted(3)`).
-const SYSTEMD_RUNNING_DIR: &str = "/run/systemd/system";
 /// runc's default slice for the systemd driver.
 const DEFAULT_SLICE: &str = "system.slice";
 /// runc uses "runc"; a scope named after this shim tells an administrator who made it.
@@ -44,8 +44,7 @@ impl CgroupPath {
         id: &str,
         systemd_driver: bool,
     ) -> Result<CgroupPath, CgroupError> {
-        let systemd_running = Path::new(SYSTEMD_RUNNING_DIR).exists();
-        parse_with(cgroups_path, id, systemd_driver, systemd_running)
+        parse_with(cgroups_path, id, systemd_driver)
     }
 
     /// The cleaned path (absolute or relative).
@@ -60,33 +59,73 @@ fn parse_with(
     cgroups_path: Option<&Path>,
     id: &str,
     systemd_driver: bool,
-    systemd_running: bool,
 ) -> Result<CgroupPath, CgroupError> {
+    if systemd_driver {
+        return SystemdScope::parse(cgroups_path, id).map(|scope| scope.path);
+    }
     let raw = cgroups_path.filter(|p| !p.as_os_str().is_empty());
     let Some(raw) = raw else {
-        if systemd_driver {
-            let unit = SystemdUnit {
-                slice: DEFAULT_SLICE,
-                prefix: DEFAULT_SCOPE_PREFIX,
-                name: id,
-            };
-            return unit.to_cgroup_path(systemd_running);
-        }
         return clean_path(id);
     };
     let text = raw
         .to_str()
         .ok_or_else(|| invalid(raw, "not valid UTF-8"))?;
-    if systemd_driver {
-        return SystemdUnit::parse(text)?.to_cgroup_path(systemd_running);
-    }
     if looks_like_systemd(text) {
-        // containerd passes the driver choice in runtime options this shim may not receive
-        // (its own Options type); a `*.slice:prefix:name` path is never meant literally.
-        debug!("cgroupsPath {text:?} is in systemd form although the systemd driver is off");
-        return SystemdUnit::parse(text)?.to_cgroup_path(systemd_running);
+        // A `*.slice:prefix:name` path is never meant literally: the runtime was configured
+        // without the driver while the kubelet (or whoever made the spec) uses it.
+        let path = SystemdUnit::parse(text)?.to_cgroup_path()?;
+        warn!(
+            "cgroupsPath {text:?} is in systemd form but the systemd cgroup driver is off \
+             (SystemdCgroup / systemd_cgroup in the runtime options): creating {} in cgroupfs, \
+             systemd will not know this cgroup",
+            path.as_path().display()
+        );
+        return Ok(path);
     }
     clean_path(text)
+}
+
+/// A container's transient systemd scope: the unit, its slice, and its cgroup directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdScope {
+    /// `prefix-name.scope`.
+    pub unit: String,
+    /// The slice the scope goes in (`system.slice` unless the path names one).
+    pub slice: String,
+    /// The directory systemd makes for it, below the cgroup2 mount.
+    pub path: CgroupPath,
+}
+
+impl SystemdScope {
+    /// The scope for `linux.cgroupsPath` in `slice:prefix:name` form; an absent or empty
+    /// path gives `system.slice:sibling:<id>`. A unit name ending in `.slice` (runc makes the
+    /// container a slice then) is refused.
+    pub fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<SystemdScope, CgroupError> {
+        let raw = cgroups_path.filter(|p| !p.as_os_str().is_empty());
+        let unit = match raw {
+            None => SystemdUnit {
+                slice: DEFAULT_SLICE,
+                prefix: DEFAULT_SCOPE_PREFIX,
+                name: id,
+            },
+            Some(raw) => SystemdUnit::parse(
+                raw.to_str()
+                    .ok_or_else(|| invalid(raw, "not valid UTF-8"))?,
+            )?,
+        };
+        if unit.name.ends_with(SLICE_SUFFIX) {
+            return Err(invalid(
+                unit.name,
+                "a container that is a slice is not supported by the systemd cgroup driver: \
+                 use slice:prefix:name, which makes a scope",
+            ));
+        }
+        Ok(SystemdScope {
+            unit: unit.unit_name(),
+            slice: unit.slice.to_owned(),
+            path: unit.to_cgroup_path()?,
+        })
+    }
 }
 
 fn invalid(path: impl AsRef<Path>, reason: &'static str) -> CgroupError {
@@ -173,22 +212,10 @@ impl<'a> SystemdUnit<'a> {
         }
     }
 
-    fn to_cgroup_path(&self, systemd_running: bool) -> Result<CgroupPath, CgroupError> {
-        let path = expand_slice(self.slice)?.join(self.unit_name());
-        if systemd_running {
-            warn!(
-                "cgroups: systemd is running but this shim has no systemd client: creating {} \
-                 directly in cgroupfs, systemd will not know this unit",
-                path.display()
-            );
-        } else {
-            warn!(
-                "cgroups: systemd cgroup driver requested but systemd is not running \
-                 ({SYSTEMD_RUNNING_DIR} missing): using the path {}",
-                path.display()
-            );
-        }
-        Ok(CgroupPath::Absolute(path))
+    fn to_cgroup_path(&self) -> Result<CgroupPath, CgroupError> {
+        Ok(CgroupPath::Absolute(
+            expand_slice(self.slice)?.join(self.unit_name()),
+        ))
     }
 }
 
@@ -222,7 +249,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str, systemd_driver: bool) -> Result<CgroupPath, CgroupError> {
-        parse_with(Some(Path::new(raw)), "ctr", systemd_driver, false)
+        parse_with(Some(Path::new(raw)), "ctr", systemd_driver)
     }
 
     fn absolute(p: &str) -> CgroupPath {
@@ -257,10 +284,10 @@ mod tests {
     #[test]
     fn parse_empty_path_defaults_to_id() {
         let relative = CgroupPath::Relative(PathBuf::from("ctr"));
-        assert_eq!(parse_with(None, "ctr", false, false).unwrap(), relative);
+        assert_eq!(parse_with(None, "ctr", false).unwrap(), relative);
         assert_eq!(parse("", false).unwrap(), relative);
         assert_eq!(
-            parse_with(None, "ctr", true, false).unwrap(),
+            parse_with(None, "ctr", true).unwrap(),
             absolute("/system.slice/sibling-ctr.scope")
         );
     }
@@ -282,8 +309,13 @@ mod tests {
             absolute("/system.slice/docker-abc.scope")
         );
         assert_eq!(parse("-.slice::abc", true).unwrap(), absolute("/abc.scope"));
+        // A slice as the container is refused with the driver, mapped without it.
+        assert!(matches!(
+            parse("a.slice:p:a-b.slice", true),
+            Err(CgroupError::InvalidPath { .. })
+        ));
         assert_eq!(
-            parse("a.slice:p:a-b.slice", true).unwrap(),
+            parse("a.slice:p:a-b.slice", false).unwrap(),
             absolute("/a.slice/a-b.slice")
         );
         // Recognised without the driver option too.
@@ -291,16 +323,33 @@ mod tests {
             parse("user.slice:x:y", false).unwrap(),
             absolute("/user.slice/x-y.scope")
         );
-        // Same path when systemd runs (only the warning differs).
+    }
+
+    #[test]
+    fn systemd_scopes() {
+        let scope = SystemdScope::parse(
+            Some(Path::new(
+                "kubepods-besteffort-pod1.slice:cri-containerd:abc",
+            )),
+            "abc",
+        )
+        .unwrap();
+        assert_eq!(scope.unit, "cri-containerd-abc.scope");
+        assert_eq!(scope.slice, "kubepods-besteffort-pod1.slice");
         assert_eq!(
-            parse_with(
-                Some(Path::new("system.slice:docker:abc")),
-                "ctr",
-                true,
-                true
+            scope.path,
+            absolute(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"
             )
-            .unwrap(),
-            absolute("/system.slice/docker-abc.scope")
+        );
+        let default = SystemdScope::parse(None, "ctr").unwrap();
+        assert_eq!(default.unit, "sibling-ctr.scope");
+        assert_eq!(default.slice, "system.slice");
+        assert_eq!(default.path, absolute("/system.slice/sibling-ctr.scope"));
+        let no_prefix = SystemdScope::parse(Some(Path::new("::x")), "ctr").unwrap();
+        assert_eq!(
+            (no_prefix.unit.as_str(), no_prefix.slice.as_str()),
+            ("x.scope", "system.slice")
         );
     }
 

@@ -438,7 +438,13 @@ mod tests {
             json!({ "linux": { "memoryPolicy": { "mode": "MPOL_DEFAULT" } } }),
             "linux.memoryPolicy",
         );
-        assert!(disabled("/linux/cgroup/systemd"));
+        // The systemd driver (an option of the runtime, not of the spec) exists; systemd's
+        // user instance is never used.
+        assert_eq!(
+            features.pointer("/linux/cgroup/systemd"),
+            Some(&json!(true))
+        );
+        assert!(disabled("/linux/cgroup/systemdUser"));
         assert_eq!(features.pointer("/ociVersionMin"), Some(&json!("1.0.0")));
         assert_eq!(
             features.pointer("/linux/mountExtensions/idmap/enabled"),

@@ -72,7 +72,10 @@ impl Task {
         };
         let namespaces =
             NamespacePlan::from_spec(&spec).map_err(|e| TaskError::invalid(e.to_string()))?;
-        acquired.cgroup = Some(create_cgroup(daemon, &req.id, &spec)?);
+        // With the systemd driver, a scope holder keeps the new scope alive until the init is
+        // in it; it is let go (and reaped) right after the spawn, or on any failure.
+        let (cgroup, scope_holder) = create_cgroup(daemon, &req.id, &spec, options.systemd_cgroup)?;
+        acquired.cgroup = Some(cgroup);
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -138,6 +141,7 @@ impl Task {
                 Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
             )?,
         };
+        drop(scope_holder);
         let rootfs = acquired.rootfs.take();
         let task = Task {
             id: req.id.clone(),
@@ -177,7 +181,7 @@ fn init_output_mode(namespaces: &NamespacePlan) -> OutputMode {
 fn exit_order_for(id: &str, request: &SpawnRequest, cgroup: Option<&Cgroup>) -> ExitOrder {
     let shares_host_pids = match request {
         SpawnRequest::Init { namespaces, .. } => !namespaces.is_private(NamespaceKind::Pid),
-        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => false,
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => false,
     };
     let kill_rest = match cgroup {
         Some(cgroup) if shares_host_pids => {
@@ -237,17 +241,31 @@ fn give_pipes_to(stdio: &[std::os::fd::OwnedFd; 3], uid: u32, gid: u32) -> Resul
     Ok(())
 }
 
-fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskError> {
+fn create_cgroup<'a>(
+    daemon: &'a Daemon,
+    id: &str,
+    spec: &Spec,
+    systemd_driver: bool,
+) -> Result<(Cgroup, Option<HeldScope<'a>>), TaskError> {
     let linux = spec.linux().as_ref();
-    let default_path = PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
-    let path = linux
-        .and_then(|l| l.cgroups_path().as_deref())
-        .unwrap_or(&default_path);
-    let path =
-        CgroupPath::parse(Some(path), id, false).map_err(|e| TaskError::invalid(e.to_string()))?;
-    let cgroup = Cgroup::create(&daemon.hierarchies, &path)
-        .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
     let resources = linux.and_then(|l| l.resources().as_ref());
+    let (cgroup, holder) = if systemd_driver {
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
+        let (cgroup, holder) = start_scope(daemon, id, cgroups_path, resources)?;
+        (cgroup, Some(holder))
+    } else {
+        let default_path = PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}"));
+        let path = linux
+            .and_then(|l| l.cgroups_path().as_deref())
+            .unwrap_or(&default_path);
+        let path = CgroupPath::parse(Some(path), id, false)
+            .map_err(|e| TaskError::invalid(e.to_string()))?;
+        let cgroup = Cgroup::create(&daemon.hierarchies, &path)
+            .map_err(|e| TaskError::internal(format!("create cgroup: {e}")))?;
+        (cgroup, None)
+    };
+    // Everything systemd has no property for (and the same limits again, so the files and
+    // the unit agree) goes through cgroupfs in the cgroup's directory, as runc does.
     if let Some(resources) = resources
         && let Err(e) = cgroup.apply_resources(resources)
     {
@@ -269,5 +287,111 @@ fn create_cgroup(daemon: &Daemon, id: &str, spec: &Spec) -> Result<Cgroup, TaskE
             return Err(TaskError::invalid(format!("apply device rules: {e}")));
         }
     }
-    Ok(cgroup)
+    Ok((cgroup, holder))
+}
+
+/// What the systemd driver needs, named in every error that says it is missing.
+const SYSTEMD_OPTION: &str =
+    "the systemd cgroup driver (SystemdCgroup / systemd_cgroup in the runtime options)";
+
+/// The systemd driver: a transient scope `prefix-name.scope` in the spec's slice, started
+/// with a scope holder as its first process (systemd refuses an empty scope), `Delegate=yes`
+/// and the resource properties systemd knows. Returns the scope's cgroup (its `remove` stops
+/// the unit) and the holder, to let go once the init is in the scope.
+fn start_scope<'a>(
+    daemon: &'a Daemon,
+    id: &str,
+    cgroups_path: Option<&std::path::Path>,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<(Cgroup, HeldScope<'a>), TaskError> {
+    use crate::cgroups::systemd::{Systemd, marshal::Value, resource_properties};
+    use crate::cgroups::{CgroupMode, SystemdScope};
+    let scope = SystemdScope::parse(cgroups_path, id)
+        .map_err(|e| TaskError::invalid(format!("{SYSTEMD_OPTION}: {e}")))?;
+    let mut systemd = Systemd::connect()
+        .map_err(|e| TaskError::precondition(format!("{SYSTEMD_OPTION} is on, but {e}")))?;
+    // On cgroup v1, systemd rewrites a delegated scope's device list (`devices.allow a`)
+    // whenever it realizes the unit, which would undo the container's device rules.
+    if daemon.hierarchies.mode() != CgroupMode::Unified {
+        return Err(TaskError::precondition(format!(
+            "{SYSTEMD_OPTION} needs a pure cgroup v2 host; this host's cgroups are {:?} \
+             (use the cgroupfs driver here)",
+            daemon.hierarchies.mode()
+        )));
+    }
+    let mut properties = match resources {
+        Some(resources) => resource_properties(resources)
+            .map_err(|e| TaskError::invalid(format!("apply cgroup resources: {e}")))?,
+        None => Vec::new(),
+    };
+    let holder = HeldScope::start(daemon)?;
+    let mut unit_properties = vec![
+        (
+            "Description".to_owned(),
+            Value::Str(format!("sibling container {id}")),
+        ),
+        ("Slice".to_owned(), Value::Str(scope.slice.clone())),
+        ("Delegate".to_owned(), Value::Bool(true)),
+        ("DefaultDependencies".to_owned(), Value::Bool(false)),
+        (
+            "PIDs".to_owned(),
+            Value::U32Array(vec![holder.pid().as_raw() as u32]),
+        ),
+    ];
+    unit_properties.append(&mut properties);
+    systemd
+        .start_transient_unit(&scope.unit, unit_properties)
+        .map_err(|e| TaskError::internal(format!("{SYSTEMD_OPTION}: {e}")))?;
+    let cgroup =
+        Cgroup::in_systemd_scope(&daemon.hierarchies, &scope.path, &scope.unit).map_err(|e| {
+            let _ = systemd.stop_unit(&scope.unit);
+            TaskError::internal(e.to_string())
+        })?;
+    Ok((cgroup, holder))
+}
+
+/// A scope holder while the new scope waits for its init; dropping it lets the holder exit
+/// and waits (bounded) for its reap, so no holder outlives the Create.
+struct HeldScope<'a> {
+    daemon: &'a Daemon,
+    holder: Option<crate::spawn::client::ScopeHolder>,
+    /// The holder's exit is parked until `wait_reaped` takes it.
+    _parking: super::reaper::SpawnGuard<'a>,
+}
+
+/// How long a Create waits for a released scope holder's reap (it exits at once).
+const HOLDER_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl<'a> HeldScope<'a> {
+    fn start(daemon: &'a Daemon) -> Result<HeldScope<'a>, TaskError> {
+        let parking = daemon.exits.begin_spawn();
+        let holder = daemon
+            .spawner
+            .get(&daemon.exits)?
+            .hold_scope()
+            .map_err(|e| TaskError::from_spawn(e).context("systemd scope holder"))?;
+        Ok(HeldScope {
+            daemon,
+            holder: Some(holder),
+            _parking: parking,
+        })
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        self.holder
+            .as_ref()
+            .map_or(nix::unistd::Pid::from_raw(0), |h| h.pid)
+    }
+}
+
+impl Drop for HeldScope<'_> {
+    fn drop(&mut self) {
+        if let Some(holder) = self.holder.take() {
+            let pid = holder.pid;
+            drop(holder.sync);
+            if !self.daemon.exits.wait_reaped(pid, HOLDER_EXIT_LIMIT) {
+                log::warn!("scope holder {pid} not reaped within {HOLDER_EXIT_LIMIT:?}");
+            }
+        }
+    }
 }

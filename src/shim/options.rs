@@ -30,6 +30,8 @@ pub struct RuntimeOptions {
     pub io_owner: Option<(u32, u32)>,
     /// The CRIU binary for checkpoint and restore (runc's `CriuPath`); `None`: `criu` in PATH.
     pub criu_path: Option<std::path::PathBuf>,
+    /// The systemd cgroup driver (runc's `SystemdCgroup`, sibling's `systemd_cgroup`).
+    pub systemd_cgroup: bool,
 }
 
 /// Field 8 of runc's `containerd.runc.v1.Options`, `criu_path`: containerd 1.6 and 1.7 send it,
@@ -68,19 +70,18 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
                 log_level: parse_level(&options.log_level)?,
                 criu_path: (!options.criu_path.is_empty())
                     .then(|| std::path::PathBuf::from(&options.criu_path)),
+                systemd_cgroup: options.systemd_cgroup,
                 ..RuntimeOptions::default()
             })
         }
         "containerd.runc.v1.Options" => {
-            // runc's knobs (binary name, root, systemd cgroup) name runc itself: nothing here
-            // applies to this runtime, so they are read (to reject garbage) and ignored; the
-            // CRIU binary (`CriuPath`) is used for checkpoint and restore.
+            // runc's knobs that name runc itself (binary name, root) do not apply to this
+            // runtime: they are read (to reject garbage) and ignored. `SystemdCgroup` chooses
+            // the cgroup driver, `CriuPath` the CRIU binary for checkpoint and restore.
             let options = RuncOptions::parse_from_bytes(&any.value).map_err(invalid)?;
-            if options.systemd_cgroup {
-                log::info!("runc option SystemdCgroup: cgroup paths are used as given");
-            }
             Ok(RuntimeOptions {
                 criu_path: runc_criu_path(&options),
+                systemd_cgroup: options.systemd_cgroup,
                 ..RuntimeOptions::default()
             })
         }
@@ -99,6 +100,7 @@ pub fn parse_options(options: Option<&Any>) -> Result<RuntimeOptions, TaskError>
                 log_level: parse_level(&file.log_level)?,
                 criu_path: (!file.criu_path.is_empty())
                     .then(|| std::path::PathBuf::from(&file.criu_path)),
+                systemd_cgroup: file.systemd_cgroup,
                 ..RuntimeOptions::default()
             })
         }
@@ -292,8 +294,8 @@ fn read_config_file(options: &CriOptions) -> Result<SiblingOptions, String> {
     parse_config_toml(&text).map_err(|e| format!("runtime options {}: {e}", path.display()))
 }
 
-/// The flat TOML subset the config file holds: `key = value` lines (integers, quoted strings),
-/// comments and blank lines. An unknown key or anything else is an error naming it.
+/// The flat TOML subset the config file holds: `key = value` lines (integers, quoted strings,
+/// `true`/`false`), comments and blank lines. An unknown key or anything else is an error naming it.
 fn parse_config_toml(text: &str) -> Result<SiblingOptions, String> {
     let mut options = SiblingOptions::default();
     for (n, line) in text.lines().enumerate() {
@@ -319,8 +321,17 @@ fn parse_config_toml(text: &str) -> Result<SiblingOptions, String> {
                 .parse::<u32>()
                 .map_err(|_| format!("{}: {key} wants a whole number, found {value}", at()))
         };
+        let boolean = || match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!(
+                "{}: {key} wants true or false, found {value}",
+                at()
+            )),
+        };
         match key {
             "log_level" => options.log_level = string()?,
+            "systemd_cgroup" | "SystemdCgroup" => options.systemd_cgroup = boolean()?,
             "containers_per_shim" => options.containers_per_shim = number()?,
             "idle_seconds" => options.idle_seconds = number()?,
             "shim_cgroup" => options.shim_cgroup = string()?,
@@ -328,7 +339,7 @@ fn parse_config_toml(text: &str) -> Result<SiblingOptions, String> {
             other => {
                 return Err(format!(
                     "{}: unknown key {other:?} (known: log_level, containers_per_shim, \
-                     idle_seconds, shim_cgroup, criu_path)",
+                     idle_seconds, shim_cgroup, criu_path, systemd_cgroup)",
                     at()
                 ));
             }
@@ -405,6 +416,40 @@ mod tests {
         assert_eq!(parsed.criu_path, Some("/usr/local/sbin/criu".into()));
         let none = parse_options(Some(&any(url, &RuncOptions::default()))).unwrap();
         assert_eq!(none.criu_path, None);
+    }
+
+    #[test]
+    fn the_systemd_driver_from_every_form() {
+        let own = SiblingOptions {
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        assert!(
+            parse_options(Some(&any("sibling.v1.Options", &own)))
+                .unwrap()
+                .systemd_cgroup
+        );
+        let runc = RuncOptions {
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        let url = "type.googleapis.com/containerd.runc.v1.Options";
+        assert!(
+            parse_options(Some(&any(url, &runc)))
+                .unwrap()
+                .systemd_cgroup
+        );
+        let file =
+            std::env::temp_dir().join(format!("sibling-systemd-{}.toml", std::process::id()));
+        std::fs::write(&file, "systemd_cgroup = true\n").unwrap();
+        let cri = CriOptions {
+            config_path: file.display().to_string(),
+            ..Default::default()
+        };
+        let parsed = parse_options(Some(&any("runtimeoptions.v1.Options", &cri)));
+        std::fs::remove_file(&file).unwrap();
+        assert!(parsed.unwrap().systemd_cgroup);
+        assert!(!parse_options(None).unwrap().systemd_cgroup);
     }
 
     #[test]
@@ -491,8 +536,25 @@ mod tests {
         assert_eq!(options.idle_seconds, 2);
         assert_eq!(options.shim_cgroup, "/a # b");
         assert_eq!(options.log_level, "debug");
-        let err = parse_config_toml("SystemdCgroup = true").unwrap_err();
-        assert!(err.contains("SystemdCgroup"), "{err}");
+        let err = parse_config_toml("NoPivotRoot = true").unwrap_err();
+        assert!(err.contains("NoPivotRoot"), "{err}");
+        assert!(
+            parse_config_toml("systemd_cgroup = true")
+                .unwrap()
+                .systemd_cgroup
+        );
+        assert!(
+            parse_config_toml("SystemdCgroup = true # runc's name")
+                .unwrap()
+                .systemd_cgroup
+        );
+        assert!(
+            !parse_config_toml("systemd_cgroup = false")
+                .unwrap()
+                .systemd_cgroup
+        );
+        assert!(parse_config_toml("systemd_cgroup = \"true\"").is_err());
+        assert!(parse_config_toml("systemd_cgroup = 1").is_err());
         assert!(parse_config_toml("idle_seconds = \"5\"").is_err());
         assert!(parse_config_toml("[section]").is_err());
     }

@@ -268,6 +268,14 @@ impl TaskService {
                 req.id
             )));
         };
+        // The systemd driver: the unit's properties first (systemd writes the same files
+        // whenever it realizes the unit, so it must know the new limits), then cgroupfs.
+        if let Some(unit) = cgroup.systemd_unit() {
+            let properties = crate::cgroups::systemd::resource_properties(&resources)
+                .map_err(|e| TaskError::invalid(format!("update {}: {e}", req.id)))?;
+            crate::cgroups::systemd::set_unit_properties(unit, properties)
+                .map_err(|e| TaskError::internal(format!("update {}: {e}", req.id)))?;
+        }
         cgroup
             .apply_resources(&resources)
             .map_err(|e| TaskError::invalid(format!("update {}: {e}", req.id)))?;

@@ -219,6 +219,37 @@ impl Spawner {
     }
 }
 
+impl Spawner {
+    /// A scope holder for a new systemd scope (see `spawner::run_scope_holder`): its pid
+    /// and the socket whose closing lets it exit.
+    pub fn hold_scope(&self) -> Result<ScopeHolder, SpawnError> {
+        const STEP: &str = "start a scope holder";
+        let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
+        protocol::send(
+            self.channel.as_raw_fd(),
+            &SpawnRequest::HoldScope,
+            &[child_end.as_raw_fd()],
+        )
+        .map_err(SpawnError::Request)?;
+        drop(child_end);
+        match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+            Ok((SyncMessage::Holding { pid }, _)) => Ok(ScopeHolder {
+                pid: Pid::from_raw(pid),
+                sync,
+            }),
+            Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
+            Ok((got, _)) => Err(SpawnError::Unexpected { step: STEP, got }),
+            Err(source) => Err(SpawnError::Sync { step: STEP, source }),
+        }
+    }
+}
+
+/// A scope holder that waits; dropping `sync` lets it exit.
+pub struct ScopeHolder {
+    pub pid: Pid,
+    pub sync: OwnedFd,
+}
+
 /// Where an init's setup stopped: at sync 2 (it waits until the runtime's hooks ran) or at
 /// sync 4 (done).
 pub enum Setup {

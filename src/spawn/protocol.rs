@@ -27,6 +27,10 @@
 //! A `Hooks` request (a hook runner, for `prestart`/`createRuntime` at sync 2, `poststart`
 //! after Start, `poststop` at Delete) has one sync message: runner → daemon `HooksDone`.
 //!
+//! A `HoldScope` request (the systemd cgroup driver) makes a *scope holder*: it answers
+//! `Holding` with its pid, which the daemon gives systemd as the new scope's first process,
+//! and exits when the daemon closes its end (or after [`SCOPE_HOLDER_LIMIT`]).
+//!
 //! Records are JSON: the spec already has a serde form, and a record is decoded once per container.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -75,7 +79,14 @@ pub enum SpawnRequest {
         /// The state JSON for the hooks' stdin.
         state: String,
     },
+    /// A scope holder for a new systemd scope (the systemd cgroup driver): a clone of the
+    /// spawner (`CLONE_PARENT`) that answers `Holding` and waits until its sync socket
+    /// closes. Only the sync socket travels with it.
+    HoldScope,
 }
+
+/// The longest a scope holder waits for the daemon to let it go.
+pub const SCOPE_HOLDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl SpawnRequest {
     /// How many fds travel with this request.
@@ -83,7 +94,7 @@ impl SpawnRequest {
         match self {
             SpawnRequest::Init { .. } => 4,
             SpawnRequest::Exec { .. } => 5,
-            SpawnRequest::Hooks { .. } => 1,
+            SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => 1,
         }
     }
 }
@@ -106,6 +117,8 @@ pub enum SyncMessage {
     /// A hook runner's answer: its pid (the daemon waits for its reap) and the first failed
     /// hook's error, if any.
     HooksDone { runner: i32, error: Option<String> },
+    /// A scope holder's answer: its pid.
+    Holding { pid: i32 },
     /// A step failed; the text names the step, the path or value and the errno.
     Failed { error: String },
 }

@@ -119,6 +119,7 @@ fn handle_request(channel: RawFd, request: SpawnRequest, fds: Vec<OwnedFd>) {
             SpawnRequest::Hooks { kind, hooks, state } => {
                 run_hook_runner(channel, kind, &hooks, &state, &fds[0])
             }
+            SpawnRequest::HoldScope => run_scope_holder(channel, &fds[0]),
             request => run_helper(channel, request, fds),
         },
         Ok(Cloned::Parent { .. }) => {} // The request's fds close here: the helper has them.
@@ -146,6 +147,34 @@ fn run_hook_runner(
         error,
     };
     exit_now(i32::from(protocol::send_sync(sync, &done).is_err()))
+}
+
+/// A scope holder (the systemd cgroup driver): systemd moves it into a new scope as the
+/// scope's first process, so the scope exists before the container's init is cloned into it.
+/// It answers `Holding` with its pid, then waits until the daemon closes its end (the init is
+/// in the scope, or the Create failed) or the daemon dies (the same end of file), bounded by
+/// `SCOPE_HOLDER_LIMIT`, and exits; the daemon reaps it.
+fn run_scope_holder(channel: RawFd, sync: &OwnedFd) -> ! {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    // SAFETY: the channel is the spawner's (a bare number no OwnedFd holds); the holder
+    // must not keep it.
+    unsafe { libc::close(channel) };
+    let _ = prctl::set_name(c"sibling-scope");
+    let holding = SyncMessage::Holding {
+        pid: nix::unistd::getpid().as_raw(),
+    };
+    if protocol::send_sync(sync, &holding).is_err() {
+        exit_now(1);
+    }
+    let limit = PollTimeout::try_from(protocol::SCOPE_HOLDER_LIMIT).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(sync),
+        PollFlags::POLLIN,
+    )];
+    // Any outcome ends the wait: end of file, a message (none is expected), the bound, an
+    // error. EINTR cannot come: the holder has no signal handlers.
+    let _ = poll(&mut fds, limit);
+    exit_now(0)
 }
 
 /// The per-request helper: joins what the new process must join, clones it, reports it, exits.
@@ -177,7 +206,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                 .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
             clone_flags(namespaces),
         ),
-        SpawnRequest::Hooks { .. } => exit_now(1),
+        SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => exit_now(1),
         SpawnRequest::Exec {
             cgroup,
             config,
@@ -200,7 +229,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     };
     let id_maps = match &request {
         SpawnRequest::Init { namespaces, .. } => namespaces.id_mappings.as_ref(),
-        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => None,
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => None,
     };
     let gate = match id_maps.map(|_| userns::gate()).transpose() {
         Ok(gate) => gate,
@@ -219,7 +248,9 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                 exit_now(1)
             }
         },
-        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } => IdmappedTrees::default(),
+        SpawnRequest::Exec { .. } | SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => {
+            IdmappedTrees::default()
+        }
     };
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => {
@@ -247,7 +278,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                     run_init(&config, sync, stdio, idmapped)
                 }
                 SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio, host_proc),
-                SpawnRequest::Hooks { .. } => exit_now(1),
+                SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => exit_now(1),
             }
         }
         Ok(Cloned::Parent { pid, pidfd }) => {
