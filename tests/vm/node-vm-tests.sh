@@ -84,6 +84,8 @@ for version in ${NODE_VM_CONTAINERD_VERSIONS:-}; do
     fi
     SIBLING_CONTAINERD_BIN_DIR=$dir run apparmor "CRI with AppArmor (sibling and runc), containerd $version" \
         --test-threads=1
+    SIBLING_CONTAINERD_BIN_DIR=$dir SIBLING_EXPECT_SYSTEMD=1 run systemd \
+        "CRI with the systemd cgroup driver (sibling and runc), containerd $version" --test-threads=1
 done
 run pod "CRI pod" --test-threads=1
 SIBLING_EXPECT_SYSTEMD=1 run systemd "CRI with the systemd cgroup driver (sibling and runc)" \
