@@ -274,3 +274,97 @@ pub fn status_field(pid: u32, name: &str) -> Option<String> {
                 .map(|v| v.trim().to_string())
         })
 }
+
+/// What the kubelet sends for pods, shared by the CRI tests.
+pub mod pods {
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+        PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
+        StopContainerRequest, StopPodSandboxRequest,
+    };
+    use tonic::transport::Channel;
+
+    use super::CriContainerd;
+
+    /// A PID namespace per container, IPC shared by the pod; the network is the host's
+    /// (`network` = Node: CRI then runs no CNI plugin) or the pod's own (Pod).
+    pub fn namespaces(network: NamespaceMode) -> NamespaceOption {
+        NamespaceOption {
+            network: network as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }
+    }
+
+    /// Pod `name` with logs under the containerd's directory, in `network`'s namespaces, with
+    /// `cgroup_parent` (empty: CRI's default). A host-network pod gets no hostname, as the
+    /// kubelet sends it (setting one in the host's UTS namespace would change the node's).
+    pub fn sandbox_config(
+        containerd: &CriContainerd,
+        name: &str,
+        network: NamespaceMode,
+        cgroup_parent: &str,
+    ) -> PodSandboxConfig {
+        let logs = containerd.dir().join("pod-logs").join(name);
+        std::fs::create_dir_all(&logs).unwrap();
+        let hostname = match network {
+            NamespaceMode::Node => String::new(),
+            _ => name.into(),
+        };
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("{name}-uid"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname,
+            log_directory: logs.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: cgroup_parent.into(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces(network)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// What the kubelet does to delete a pod: each container stopped (no grace) and removed,
+    /// then the sandbox stopped and removed. A failure panics naming the step, with
+    /// containerd's log.
+    pub async fn remove(
+        cri: &mut RuntimeServiceClient<Channel>,
+        containerd: &CriContainerd,
+        sandbox: &str,
+        containers: &[String],
+    ) {
+        for id in containers {
+            cri.stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("StopContainer {id}: {e}\n{}", containerd.log_tail()));
+            cri.remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RemoveContainer {id}: {e}\n{}", containerd.log_tail()));
+        }
+        cri.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox {sandbox}: {e}\n{}", containerd.log_tail()));
+        cri.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox {sandbox}: {e}\n{}", containerd.log_tail()));
+    }
+}

@@ -15,13 +15,10 @@
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, SecurityProfile, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, security_profile::ProfileType,
+    ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode,
+    RunPodSandboxRequest, SecurityProfile, StartContainerRequest, security_profile::ProfileType,
 };
-use sibling_cri_test::{CriContainerd, can_run};
+use sibling_cri_test::{CriContainerd, can_run, pods};
 use tonic::transport::Channel;
 
 const IMAGE: &str = "docker.io/library/sibling-busybox:latest";
@@ -55,44 +52,12 @@ fn apparmor_available() -> bool {
     false
 }
 
-/// Host network, like the other CRI tests (no CNI plugin runs here).
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
-fn pod_config(containerd: &CriContainerd, handler: &str) -> PodSandboxConfig {
-    let logs = containerd.dir().join(format!("pod-logs-{handler}"));
-    std::fs::create_dir_all(&logs).unwrap();
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("apparmor-{handler}"),
-            uid: format!("apparmor-{handler}-uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// A sleeping container with CAP_SYS_ADMIN; `unconfined` asks for no AppArmor profile (both
 /// the field and the deprecated string, which containerd 1.6 reads), otherwise nothing is
 /// asked and CRI's default applies.
 fn container_config(name: &str, unconfined: bool) -> ContainerConfig {
     let mut security = LinuxContainerSecurityContext {
-        namespace_options: Some(namespaces()),
+        namespace_options: Some(pods::namespaces(NamespaceMode::Node)),
         capabilities: Some(Capability {
             add_capabilities: vec!["SYS_ADMIN".into()],
             ..Default::default()
@@ -136,7 +101,12 @@ async fn confinement(
     containerd: &CriContainerd,
     handler: &str,
 ) -> Vec<(String, String)> {
-    let config = pod_config(containerd, handler);
+    let config = pods::sandbox_config(
+        containerd,
+        &format!("apparmor-{handler}"),
+        NamespaceMode::Node,
+        "",
+    );
     let sandbox = cri
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -211,27 +181,7 @@ async fn confinement(
             ),
         ));
     }
-    for id in containers {
-        cri.stop_container(StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 0,
-        })
-        .await
-        .expect("StopContainer");
-        cri.remove_container(RemoveContainerRequest { container_id: id })
-            .await
-            .expect("RemoveContainer");
-    }
-    cri.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    cri.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox,
-    })
-    .await
-    .expect("RemovePodSandbox");
+    pods::remove(cri, containerd, &sandbox, &containers).await;
     seen
 }
 

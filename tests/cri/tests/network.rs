@@ -26,12 +26,10 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode, PodSandboxStatusRequest,
+    RunPodSandboxRequest, StartContainerRequest,
 };
-use sibling_cri_test::{CriContainerd, TestNetns, can_run, have_cni_plugins};
+use sibling_cri_test::{CriContainerd, TestNetns, can_run, have_cni_plugins, pods};
 use tonic::transport::Channel;
 
 const IMAGE: &str = "docker.io/library/sibling-busybox:latest";
@@ -49,39 +47,6 @@ const REACH_LIMIT: Duration = Duration::from_secs(15);
 /// How long the pods' network may take to be gone after RemovePodSandbox returned.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(20);
 
-/// The pod's own network namespace (the CNI network), its own PID namespace per container.
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
-fn pod_config(containerd: &CriContainerd, name: &str) -> PodSandboxConfig {
-    let logs = containerd.dir().join("pod-logs").join(name);
-    std::fs::create_dir_all(&logs).unwrap();
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("{name}-uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn container_config(name: &str, command: Vec<String>) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
@@ -96,7 +61,7 @@ fn container_config(name: &str, command: Vec<String>) -> ContainerConfig {
         log_path: format!("{name}.log"),
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(pods::namespaces(NamespaceMode::Pod)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -131,7 +96,7 @@ impl Cri<'_> {
         command: Vec<String>,
     ) -> Pod {
         let name = format!("{handler}-{role}");
-        let config = pod_config(self.containerd, &name);
+        let config = pods::sandbox_config(self.containerd, &name, NamespaceMode::Pod, "");
         let sandbox = self
             .client
             .run_pod_sandbox(RunPodSandboxRequest {
@@ -227,31 +192,8 @@ impl Cri<'_> {
     }
 
     async fn remove(&mut self, pod: &Pod) {
-        self.client
-            .stop_container(StopContainerRequest {
-                container_id: pod.container.clone(),
-                timeout: 0,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("StopContainer in {}: {e}", pod.name));
-        self.client
-            .remove_container(RemoveContainerRequest {
-                container_id: pod.container.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("RemoveContainer in {}: {e}", pod.name));
-        self.client
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.sandbox.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("StopPodSandbox {}: {e}\n{}", pod.name, self.log()));
-        self.client
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod.sandbox.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("RemovePodSandbox {}: {e}\n{}", pod.name, self.log()));
+        let containers = std::slice::from_ref(&pod.container);
+        pods::remove(&mut self.client, self.containerd, &pod.sandbox, containers).await;
     }
 
     fn log(&self) -> String {

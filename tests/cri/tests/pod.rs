@@ -8,52 +8,14 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode, RunPodSandboxRequest,
+    StartContainerRequest, VersionRequest,
 };
-use sibling_cri_test::{CriContainerd, can_run, status_field};
+use sibling_cri_test::{CriContainerd, can_run, pods, status_field};
 use tonic::transport::Channel;
 
 const IMAGE: &str = "docker.io/library/sibling-busybox:latest";
 const HANDLER: &str = "sibling";
-
-/// Host network: the CRI plugin then runs no CNI plugin (tests/network.rs runs pods on a CNI
-/// network).
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
-fn pod_config(containerd: &CriContainerd) -> PodSandboxConfig {
-    let logs = containerd.dir().join("pod-logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "sibling-pod".into(),
-            uid: "sibling-pod-uid".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        // As the kubelet does for a host-network pod: no hostname (it shares the host's UTS
-        // namespace, where setting one would change the node's).
-        hostname: String::new(),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn container_config(name: &str) -> ContainerConfig {
     ContainerConfig {
@@ -69,7 +31,7 @@ fn container_config(name: &str) -> ContainerConfig {
         log_path: format!("{name}.log"),
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(pods::namespaces(NamespaceMode::Node)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -112,7 +74,7 @@ async fn a_pod_with_two_containers_runs_in_one_sibling_shim() {
         .into_inner();
     assert_eq!(version.runtime_name, "containerd");
 
-    let config = pod_config(&containerd);
+    let config = pods::sandbox_config(&containerd, "sibling-pod", NamespaceMode::Node, "");
     let sandbox = cri
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -187,29 +149,7 @@ async fn a_pod_with_two_containers_runs_in_one_sibling_shim() {
         "children of the shim running sleep: {sleepers:?}"
     );
 
-    for id in &containers {
-        cri.stop_container(StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 0,
-        })
-        .await
-        .expect("StopContainer");
-        cri.remove_container(RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("RemoveContainer");
-    }
-    cri.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    cri.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox,
-    })
-    .await
-    .expect("RemovePodSandbox");
+    pods::remove(&mut cri, &containerd, &sandbox, &containers).await;
 
     // The shim exits once its last container is gone, and no rootfs stays mounted.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -14,13 +14,10 @@
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, NamespaceMode,
+    PodSandboxStatusRequest, RunPodSandboxRequest, StartContainerRequest,
 };
-use sibling_cri_test::{CriContainerd, can_run};
+use sibling_cri_test::{CriContainerd, can_run, pods};
 use tonic::transport::Channel;
 
 const IMAGE: &str = "docker.io/library/sibling-busybox:latest";
@@ -48,39 +45,6 @@ fn systemctl_show(unit: &str, property: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Host network, like the other CRI tests that are not about networking.
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
-fn pod_config(containerd: &CriContainerd, handler: &str) -> PodSandboxConfig {
-    let logs = containerd.dir().join(format!("pod-logs-{handler}"));
-    std::fs::create_dir_all(&logs).unwrap();
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("systemd-{handler}"),
-            uid: format!("systemd-{handler}-uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        log_directory: logs.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: SLICE.into(),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn container_config() -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
@@ -99,7 +63,7 @@ fn container_config() -> ContainerConfig {
                 ..Default::default()
             }),
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(pods::namespaces(NamespaceMode::Node)),
                 ..Default::default()
             }),
         }),
@@ -133,7 +97,12 @@ async fn scopes(
     containerd: &CriContainerd,
     handler: &str,
 ) -> Vec<String> {
-    let config = pod_config(containerd, handler);
+    let config = pods::sandbox_config(
+        containerd,
+        &format!("systemd-{handler}"),
+        NamespaceMode::Node,
+        SLICE,
+    );
     let sandbox = cri
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -190,27 +159,7 @@ async fn scopes(
         "sandbox: {}",
         systemctl_show(&format!("cri-containerd-{sandbox}.scope"), "ActiveState")
     ));
-    cri.stop_container(StopContainerRequest {
-        container_id: id.clone(),
-        timeout: 0,
-    })
-    .await
-    .expect("StopContainer");
-    cri.remove_container(RemoveContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("RemoveContainer");
-    cri.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    })
-    .await
-    .expect("StopPodSandbox");
-    cri.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    })
-    .await
-    .expect("RemovePodSandbox");
+    pods::remove(cri, containerd, &sandbox, std::slice::from_ref(&id)).await;
     for (kind, unit_id) in [("container", &id), ("sandbox", &sandbox)] {
         let unit = format!("cri-containerd-{unit_id}.scope");
         // A stopped transient scope is unloaded at once; `inactive` would also mean gone.
