@@ -67,7 +67,7 @@ test: build rootfs image criu
 	CARGO_TARGET_DIR=$(AUX_TARGET) $(CARGO) test --release --manifest-path tests/cri/Cargo.toml -- --include-ignored
 	$(MAKE) test-containerd-versions
 	$(MAKE) test-cgroup-v2
-	$(MAKE) test-node-vm
+	$(MAKE) test-node-vm NODE_VM_CONTAINERD_VERSIONS="$(CONTAINERD_VERSIONS)"
 
 # CRIU for the checkpoint/restore tests: Debian trixie's criu 4.1.1 with its libc, extracted
 # (never installed) into build/criu/ by scripts/fetch-criu.sh (bookworm's 3.17.1 fails
@@ -120,13 +120,13 @@ test-cgroup-v2: rootfs
 # The tests that need a Kubernetes-like node, in one boot of a qemu VM (TCG) that runs the
 # host's systemd as PID 1 with D-Bus, pure cgroup v2 and AppArmor on (scripts/vm/node-vm.sh;
 # these machines have none of the three). The test binaries are built here, on the host:
-# the AppArmor tests of tests/security.rs, tests/systemd_cgroup.rs (the systemd cgroup driver)
-# when it exists, and the CRI tests with AppArmor and a pod (tests/cri); tests/vm/node-vm-tests.sh
-# runs them in the guest. The first run installs apparmor (apparmor_parser), and like
-# test-cgroup-v2 qemu and a Debian kernel. VM_* variables tune the VM. `make test` runs it
-# (about 4 minutes: 35 to 45 s of boot under TCG, then the tests).
-# NODE_VM_CONTAINERD_VERSIONS="1.7 2.1" also runs the CRI AppArmor test against those (from
-# `make containerd-versions`; about 2 more minutes each, so `make test` leaves them out).
+# the AppArmor tests of tests/security.rs, tests/systemd_cgroup.rs (the systemd cgroup driver),
+# and the CRI tests with AppArmor, a pod and the systemd cgroup driver (tests/cri);
+# tests/vm/node-vm-tests.sh runs them in the guest. The first run installs apparmor
+# (apparmor_parser), and like test-cgroup-v2 qemu and a Debian kernel. VM_* variables tune the VM.
+# NODE_VM_CONTAINERD_VERSIONS="1.7 2.1" also runs the CRI AppArmor and systemd tests against those
+# (from `make containerd-versions`; about 2 more minutes each). `make test` runs it with
+# CONTAINERD_VERSIONS (about 6 to 9 minutes: 35 to 45 s of boot under TCG, then the tests).
 NODE_VM_TESTS := --test security $(if $(wildcard tests/systemd_cgroup.rs),--test systemd_cgroup)
 NODE_VM_CONTAINERD_VERSIONS ?=
 .PHONY: test-node-vm
