@@ -39,12 +39,16 @@ fn apparmor_available() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if enabled && parser {
+    // The kernel's policy interface: securityfs must be mounted for apparmor_parser to load a
+    // profile (the cgroup v2 VM boots a Debian kernel with AppArmor on but mounts no securityfs).
+    let policy = std::path::Path::new("/sys/kernel/security/apparmor/profiles").exists();
+    if enabled && parser && policy {
         return true;
     }
     let why = format!(
-        "the CRI AppArmor test needs AppArmor enabled (have: {enabled}) and apparmor_parser \
-         (have: {parser}); scripts/vm/node-vm.sh boots a VM that has both"
+        "the CRI AppArmor test needs AppArmor enabled (have: {enabled}), apparmor_parser \
+         (have: {parser}) and securityfs mounted (have: {policy}); scripts/vm/node-vm.sh boots \
+         a VM that has all three"
     );
     let expected = std::env::var("SIBLING_EXPECT_APPARMOR").is_ok_and(|v| v == "1");
     assert!(!expected, "{why}");
