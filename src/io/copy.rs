@@ -83,11 +83,22 @@ fn copy(mut source: File, sink: &OutputSink) {
     let mut sink_open = true;
     loop {
         let n = match source.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            // A pty master whose last slave closed: its end of file.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Nothing else should end a copy; say so, output may have been cut short.
+                log::warn!("output copy ended early: read: {e}");
+                return;
+            }
             Ok(n) => n,
         };
         // Once nobody reads, keep draining the source so the process never blocks on it.
-        if sink_open && sink.write_all(&buffer[..n]).is_err() {
+        if sink_open && let Err(e) = sink.write_all(&buffer[..n]) {
+            if e.raw_os_error() != Some(libc::EPIPE) {
+                log::warn!("output copy: write: {e}; the rest is drained unread");
+            }
             sink_open = false;
         }
     }

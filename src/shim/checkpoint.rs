@@ -513,11 +513,11 @@ pub fn checkpoint(
         .map_err(|e| TaskError::internal(format!("write {DESCRIPTION_FILE}: {e}")))?;
     daemon.events.publish(
         TASK_CHECKPOINTED_EVENT_TOPIC,
-        Box::new(TaskCheckpointed {
+        TaskCheckpointed {
             container_id: task.id.clone(),
             checkpoint: images.to_string_lossy().into_owned(),
             ..Default::default()
-        }),
+        },
     );
     Ok(())
 }

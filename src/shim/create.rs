@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use containerd_shim_protos::events::task::{TaskCreate, TaskIO};
-use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::shim::CreateTaskRequest;
 use containerd_shim_protos::topics::TASK_CREATE_EVENT_TOPIC;
 use oci_spec::runtime::Spec;
 
 use super::error::TaskError;
+use super::events::EventBody;
 use super::exit_order::{ExitOrder, InitExitHook};
 use super::options::parse_options;
 use super::process::Kind;
@@ -199,11 +200,11 @@ fn exit_order_for(id: &str, request: &SpawnRequest, cgroup: Option<&Cgroup>) -> 
 }
 
 /// An event to enqueue once the new process's pid is known, before it is registered.
-pub(super) type Announce<'a> = (&'static str, &'a dyn Fn(u32) -> Box<dyn MessageDyn>);
+pub(super) type Announce<'a> = (&'static str, &'a dyn Fn(u32) -> EventBody);
 
 /// TaskCreate, as containerd's runc shim fills it.
-fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
-    Box::new(TaskCreate {
+fn task_create_event(req: &CreateTaskRequest, pid: u32) -> EventBody {
+    TaskCreate {
         pid,
         container_id: req.id.clone(),
         bundle: req.bundle.clone(),
@@ -217,7 +218,8 @@ fn task_create_event(req: &CreateTaskRequest, pid: u32) -> Box<dyn MessageDyn> {
         }),
         checkpoint: req.checkpoint.clone(),
         ..Default::default()
-    })
+    }
+    .into()
 }
 
 /// Makes the process's stdio pipes (not files or FIFOs, which belong to others) owned by

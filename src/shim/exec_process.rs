@@ -278,11 +278,11 @@ impl Task {
         }
         daemon.events.publish(
             TASK_EXEC_ADDED_EVENT_TOPIC,
-            Box::new(TaskExecAdded {
+            TaskExecAdded {
                 container_id: self.id.clone(),
                 exec_id: req.exec_id.clone(),
                 ..Default::default()
-            }),
+            },
         );
         Ok(())
     }

@@ -67,10 +67,10 @@ impl ExitOrder {
         *reported = now;
         events.publish(
             TASK_OOM_EVENT_TOPIC,
-            Box::new(TaskOOM {
+            TaskOOM {
                 container_id: oom.container_id.clone(),
                 ..Default::default()
-            }),
+            },
         );
         true
     }
@@ -96,7 +96,7 @@ impl ExitOrder {
         if state.live_execs == 0
             && let Some(exit) = state.held_init_exit.take()
         {
-            events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(exit));
+            events.publish(TASK_EXIT_EVENT_TOPIC, exit);
         }
     }
 
@@ -114,7 +114,7 @@ impl ExitOrder {
         let mut state = self.lock();
         state.init_exited = true;
         if state.live_execs == 0 {
-            events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(exit));
+            events.publish(TASK_EXIT_EVENT_TOPIC, exit);
         } else {
             state.held_init_exit = Some(exit);
         }

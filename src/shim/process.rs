@@ -227,20 +227,20 @@ impl Process {
         match self.kind {
             Kind::Init => self.events.publish(
                 TASK_START_EVENT_TOPIC,
-                Box::new(TaskStart {
+                TaskStart {
                     container_id: self.container_id.clone(),
                     pid: self.pid,
                     ..Default::default()
-                }),
+                },
             ),
             Kind::Exec => self.events.publish(
                 TASK_EXEC_STARTED_EVENT_TOPIC,
-                Box::new(TaskExecStarted {
+                TaskExecStarted {
                     container_id: self.container_id.clone(),
                     exec_id: self.id.clone(),
                     pid: self.pid,
                     ..Default::default()
-                }),
+                },
             ),
         }
     }
@@ -259,7 +259,7 @@ impl Process {
         match self.kind {
             Kind::Init => self.order.publish_init_exit(&self.events, event),
             Kind::Exec => {
-                self.events.publish(TASK_EXIT_EVENT_TOPIC, Box::new(event));
+                self.events.publish(TASK_EXIT_EVENT_TOPIC, event);
                 self.order.exec_done(&self.events);
             }
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use containerd_shim_protos::events::task::{TaskDelete, TaskPaused, TaskResumed};
-use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim::shim::*;
 use containerd_shim_protos::shim_sync::Task as TaskRpc;
@@ -19,6 +19,7 @@ use containerd_shim_protos::types::empty::Empty;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 
 use super::error::TaskError;
+use super::events::EventBody;
 use super::process::{Exit, Phase, Process};
 use super::task::Task;
 use super::time::go_zero_time;
@@ -128,14 +129,14 @@ impl TaskService {
         }
         self.daemon.events.publish(
             TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
+            TaskDelete {
                 container_id: req.id.clone(),
                 id: req.id.clone(),
                 pid: task.init.pid,
                 exit_status: exit.code,
                 exited_at: MessageField::some(exit.at.clone()),
                 ..Default::default()
-            }),
+            },
         );
         Ok(DeleteResponse {
             pid: task.init.pid,
@@ -238,16 +239,18 @@ impl TaskService {
             (cgroup.thaw(), TASK_RESUMED_EVENT_TOPIC)
         };
         result.map_err(|e| TaskError::internal(format!("{what} {id}: {e}")))?;
-        let event: Box<dyn MessageDyn> = if freeze {
-            Box::new(TaskPaused {
+        let event: EventBody = if freeze {
+            TaskPaused {
                 container_id: id.to_owned(),
                 ..Default::default()
-            })
+            }
+            .into()
         } else {
-            Box::new(TaskResumed {
+            TaskResumed {
                 container_id: id.to_owned(),
                 ..Default::default()
-            })
+            }
+            .into()
         };
         self.daemon.events.publish(topic, event);
         Ok(())
