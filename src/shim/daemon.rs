@@ -143,7 +143,15 @@ fn serve(
         hierarchies,
         shared,
     ));
+    // ttrpc's sync server keeps a pool of handler threads per connection: it starts `default`,
+    // starts `default` more whenever fewer than `min` are idle, and a thread ends after a
+    // request only while more than `max` are idle (it wants min < default < max). Its defaults
+    // (1, 3, 5) left five handlers per connection after a Create (Wait holds one for the
+    // container's life); these leave at most four. Each idle thread costs its touched stack.
     let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .add_listener(listener)
         .map_err(|e| format!("ttrpc listener: {e}"))?
         .register_service(task_methods(&daemon));
