@@ -132,13 +132,14 @@ async fn run() -> Result<(), Error> {
         fifo_dir: &fifo_dir,
         runc_root: &runc_root,
     };
-    let ctr_run = tokio::task::block_in_place(|| scenarios::ctr_run(&setup, runs))?;
+    let (ctr_run, ctr_run_null) = tokio::task::block_in_place(|| scenarios::ctr_run(&setup, runs))?;
     eprintln!("bench: 2. throughput, {containers} containers at {concurrencies:?}");
-    let throughput = scenarios::throughput(&cd, containers, &concurrencies).await;
+    let (throughput, throughput_null) =
+        scenarios::throughput(&cd, containers, &concurrencies).await;
     eprintln!("bench: 3. memory, {memory_containers} containers per runtime");
     let memory = scenarios::memory(&cd, &socket, memory_containers).await?;
     eprintln!("bench: 4. exec, {execs} sequential, {batches} x {concurrent_execs} concurrent");
-    let exec = scenarios::exec(&cd, execs, concurrent_execs, batches).await?;
+    let (exec, exec_null) = scenarios::exec(&cd, execs, concurrent_execs, batches).await?;
     eprintln!("bench: 5. floor");
     let floor = tokio::task::block_in_place(|| scenarios::floor(&rootfs, runs))?;
 
@@ -149,9 +150,12 @@ async fn run() -> Result<(), Error> {
         null,
         shared,
         ctr_run,
+        ctr_run_null,
         throughput,
+        throughput_null,
         memory,
         exec,
+        exec_null,
         exec_counts: (execs, concurrent_execs, batches),
         floor,
     };

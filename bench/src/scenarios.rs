@@ -143,9 +143,11 @@ pub struct CtrSetup<'a> {
     pub runc_root: &'a Path,
 }
 
-/// Scenario 1, end to end: wall time of `ctr run --rm IMAGE ID true`, ctr's own start-up included.
-pub fn ctr_run(setup: &CtrSetup, runs: usize) -> Result<PerRuntime<Summary>, Error> {
+/// Scenario 1, end to end: wall time of `ctr run --rm IMAGE ID true`, ctr's own start-up
+/// included; the null shim in the same alternation (what any runtime's ctr run costs at least).
+pub fn ctr_run(setup: &CtrSetup, runs: usize) -> Result<(PerRuntime<Summary>, Summary), Error> {
     let mut samples: PerRuntime<Vec<Duration>> = PerRuntime::default();
+    let mut null = Vec::new();
     let run = |runtime: &str, id: &str| -> Result<Duration, Error> {
         let mut cmd = Command::new("ctr");
         cmd.args(["-a", setup.socket, "-n", setup.namespace, "run", "--rm"])
@@ -166,20 +168,27 @@ pub fn ctr_run(setup: &CtrSetup, runs: usize) -> Result<PerRuntime<Summary>, Err
         Ok(took)
     };
     for i in 0..3 {
-        for runtime in order(i) {
+        for runtime in order_with_null(i) {
             run(runtime, &format!("ctr-warm-{}-{i}", short(runtime)))?;
         }
     }
     for i in 0..runs {
-        for runtime in order(i) {
+        for runtime in order_with_null(i) {
             let took = run(runtime, &format!("ctr-{}-{i}", short(runtime)))?;
-            samples.get_mut(runtime).push(took);
+            if runtime == NULL {
+                null.push(took);
+            } else {
+                samples.get_mut(runtime).push(took);
+            }
         }
     }
-    Ok(PerRuntime {
-        sibling: Summary::of_durations(&samples.sibling),
-        runc: Summary::of_durations(&samples.runc),
-    })
+    Ok((
+        PerRuntime {
+            sibling: Summary::of_durations(&samples.sibling),
+            runc: Summary::of_durations(&samples.runc),
+        },
+        Summary::of_durations(&null),
+    ))
 }
 
 /// Scenario 2: `containers` whole containers (snapshot, record, task, removal) at a concurrency.
@@ -193,20 +202,28 @@ pub struct Throughput {
     pub errors: usize,
 }
 
+/// Throughput of sibling and runc.v2 at each concurrency, and of the null shim (the most any
+/// runtime could reach through this containerd), in turn.
 pub async fn throughput(
     cd: &Containerd,
     containers: usize,
     concurrencies: &[usize],
-) -> Vec<PerRuntime<Throughput>> {
+) -> (Vec<PerRuntime<Throughput>>, Vec<Throughput>) {
     let mut rows = Vec::new();
+    let mut null_rows = Vec::new();
     for (k, &concurrency) in concurrencies.iter().enumerate() {
         let mut row: PerRuntime<Throughput> = PerRuntime::default();
-        for runtime in order(k) {
-            *row.get_mut(runtime) = batch(cd, runtime, containers, concurrency).await;
+        for runtime in order_with_null(k) {
+            let result = batch(cd, runtime, containers, concurrency).await;
+            if runtime == NULL {
+                null_rows.push(result);
+            } else {
+                *row.get_mut(runtime) = result;
+            }
         }
         rows.push(row);
     }
-    rows
+    (rows, null_rows)
 }
 
 /// Each container exits with its own code (`i % 50`), so a misrouted exit shows.
@@ -235,7 +252,8 @@ async fn batch(
                     .run_container(&id, &runtime, &["/bin/sh", "-c", &script])
                     .await
                 {
-                    Ok((_, exit)) if exit == code => {}
+                    // The null shim runs nothing: every task of it exits with 0.
+                    Ok((_, exit)) if exit == code || runtime == NULL => {}
                     Ok((_, exit)) => {
                         eprintln!("bench: {id}: exit {exit}, expected {code}");
                         wrong += 1;
@@ -339,21 +357,43 @@ pub struct Exec {
     pub wrong_exits: usize,
 }
 
+/// Scenario 4 for sibling and runc.v2, and for the null shim in the same alternation (its
+/// execs answer at once: containerd's own cost of an exec).
 pub async fn exec(
     cd: &Containerd,
     sequential: usize,
     concurrent: usize,
     batches: usize,
-) -> Result<PerRuntime<Exec>, Error> {
+) -> Result<(PerRuntime<Exec>, Exec), Error> {
     let container = |runtime: &str| format!("exec-{}", short(runtime));
-    for runtime in [SIBLING, RUNC] {
+    for runtime in [SIBLING, RUNC, NULL] {
         cd.start_long_running(&container(runtime), runtime).await?;
     }
     let result = exec_in(cd, &container, sequential, concurrent, batches).await;
-    for runtime in [SIBLING, RUNC] {
+    for runtime in [SIBLING, RUNC, NULL] {
         cd.stop_long_running(&container(runtime)).await?;
     }
     result
+}
+
+/// One runtime's exec samples.
+#[derive(Default)]
+struct ExecSamples {
+    sequential: Vec<Duration>,
+    batch_walls: Vec<Duration>,
+    each: Vec<Duration>,
+    wrong: usize,
+}
+
+impl ExecSamples {
+    fn summary(&self) -> Exec {
+        Exec {
+            sequential: Summary::of_durations(&self.sequential),
+            concurrent_batch: Summary::of_durations(&self.batch_walls),
+            concurrent_each: Summary::of_durations(&self.each),
+            wrong_exits: self.wrong,
+        }
+    }
 }
 
 async fn exec_in(
@@ -362,28 +402,29 @@ async fn exec_in(
     sequential: usize,
     concurrent: usize,
     batches: usize,
-) -> Result<PerRuntime<Exec>, Error> {
-    let mut seq: PerRuntime<Vec<Duration>> = PerRuntime::default();
-    let mut batch_walls: PerRuntime<Vec<Duration>> = PerRuntime::default();
-    let mut each: PerRuntime<Vec<Duration>> = PerRuntime::default();
-    let mut wrong: PerRuntime<usize> = PerRuntime::default();
+) -> Result<(PerRuntime<Exec>, Exec), Error> {
+    let mut samples: std::collections::HashMap<&str, ExecSamples> = [SIBLING, RUNC, NULL]
+        .into_iter()
+        .map(|runtime| (runtime, ExecSamples::default()))
+        .collect();
     for i in 0..3 {
-        for runtime in order(i) {
+        for runtime in order_with_null(i) {
             cd.exec(&container(runtime), &format!("warm-{i}"), &["/bin/true"])
                 .await?;
         }
     }
     for i in 0..sequential {
-        for runtime in order(i) {
+        for runtime in order_with_null(i) {
             let (took, exit) = cd
                 .exec(&container(runtime), &format!("seq-{i}"), &["/bin/true"])
                 .await?;
-            seq.get_mut(runtime).push(took);
-            *wrong.get_mut(runtime) += usize::from(exit != 0);
+            let s = samples.get_mut(runtime).expect("every runtime has samples");
+            s.sequential.push(took);
+            s.wrong += usize::from(exit != 0);
         }
     }
     for b in 0..batches {
-        for runtime in order(b) {
+        for runtime in order_with_null(b) {
             let t0 = Instant::now();
             let execs: Vec<_> = (0..concurrent)
                 .map(|j| {
@@ -393,33 +434,22 @@ async fn exec_in(
                     })
                 })
                 .collect();
+            let s = samples.get_mut(runtime).expect("every runtime has samples");
             for exec in execs {
                 let (took, exit) = exec.await??;
-                each.get_mut(runtime).push(took);
-                *wrong.get_mut(runtime) += usize::from(exit != 0);
+                s.each.push(took);
+                s.wrong += usize::from(exit != 0);
             }
-            batch_walls.get_mut(runtime).push(t0.elapsed());
+            s.batch_walls.push(t0.elapsed());
         }
     }
-    let summarize = |rt: &str| {
-        let pick = |p: &PerRuntime<Vec<Duration>>| {
-            Summary::of_durations(if rt == SIBLING { &p.sibling } else { &p.runc })
-        };
-        Exec {
-            sequential: pick(&seq),
-            concurrent_batch: pick(&batch_walls),
-            concurrent_each: pick(&each),
-            wrong_exits: if rt == SIBLING {
-                wrong.sibling
-            } else {
-                wrong.runc
-            },
-        }
-    };
-    Ok(PerRuntime {
-        sibling: summarize(SIBLING),
-        runc: summarize(RUNC),
-    })
+    Ok((
+        PerRuntime {
+            sibling: samples[SIBLING].summary(),
+            runc: samples[RUNC].summary(),
+        },
+        samples[NULL].summary(),
+    ))
 }
 
 /// Scenario 5: the floor, the same namespaces made by `unshare` and `chroot` running `true`.

@@ -57,6 +57,9 @@ pub fn run(flags: &Flags) -> i32 {
     unsafe {
         nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
     }
+    // The daemon is executed through its sealed copy's descriptor (/proc/self/fd/N), so the
+    // kernel named it "N": ps, top and pgrep would show a number. Its threads inherit this.
+    let _ = nix::sys::prctl::set_name(c"sibling-shim");
     // Subreaper first: orphans of containers that share our PID namespace come back to us.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         eprintln!("set child subreaper: {e}");

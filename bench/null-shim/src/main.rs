@@ -8,9 +8,14 @@
 //!   group of its own, the listener as its stdin), prints the address and exits;
 //! - `delete` prints a DeleteResponse (exit 137) and removes a socket left behind;
 //! - the daemon answers the Task API at once: Create, Start, Wait (returns exit 0 as soon as
-//!   the task has started), State, Kill, Delete, Connect, Shutdown, and publishes TaskCreate,
-//!   TaskStart, TaskExit and TaskDelete to containerd's TTRPC_ADDRESS, in that order, from one
-//!   publisher thread (as sibling does, so no request waits for containerd to take an event).
+//!   the task has started), State, Kill, Delete, Exec, Connect, Shutdown, and publishes
+//!   TaskCreate, TaskStart, TaskExit, TaskDelete, TaskExecAdded and TaskExecStarted to
+//!   containerd's TTRPC_ADDRESS, in contract order, from one publisher thread (as sibling does,
+//!   so no request waits for containerd to take an event), each encoded without protobuf
+//!   reflection (as sibling does: reflection builds every descriptor of the proto files);
+//! - a task whose config.json runs `/bin/sleep` (the benchmark's long-running containers) runs
+//!   until it is killed (exit 137); any other exits with 0 as soon as it started; an exec
+//!   exits with 0 as soon as it started.
 //!
 //! It is built with the ttrpc server and protocol crates sibling uses (containerd-shim-protos,
 //! the same versions), so the floor includes what any shim on that stack pays to answer.
@@ -29,13 +34,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use containerd_shim_protos::api::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, KillRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
-    StateResponse, Status, WaitRequest, WaitResponse,
+    DeleteResponse, Empty, ExecProcessRequest, KillRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, Status, WaitRequest, WaitResponse,
 };
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{Message, MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_sync::{EventsClient, Task, create_task};
@@ -167,7 +174,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let (shutdown, shut) = channel();
     let service = NullTask {
         tasks: Mutex::new(HashMap::new()),
-        started: Condvar::new(),
+        changed: Condvar::new(),
         events: Mutex::new(events),
         shutdown: Mutex::new(shutdown),
     };
@@ -183,10 +190,21 @@ fn serve(flags: &Flags) -> Result<(), String> {
     std::process::exit(0);
 }
 
-/// One event for containerd.
+/// One event for containerd: its topic, its type URL and the encoded message.
 struct Event {
     topic: &'static str,
-    message: Box<dyn MessageDyn>,
+    type_url: String,
+    value: Vec<u8>,
+}
+
+impl Event {
+    fn new<M: Message>(topic: &'static str, message: M) -> Event {
+        Event {
+            topic,
+            type_url: format!("containerd.events.{}", M::NAME),
+            value: message.write_to_bytes().unwrap_or_default(),
+        }
+    }
 }
 
 /// Forwards the events in order; connects on the first one.
@@ -204,17 +222,13 @@ fn publish(address: &str, namespace: &str, queue: Receiver<Event>) {
             }
         }
         let Some(events) = &client else { continue };
-        let mut bytes = Vec::new();
-        if event.message.write_to_vec_dyn(&mut bytes).is_err() {
-            continue;
-        }
         let envelope = Envelope {
             timestamp: MessageField::some(now()),
             namespace: namespace.to_string(),
             topic: event.topic.to_string(),
             event: MessageField::some(Any {
-                type_url: event.message.descriptor_dyn().full_name().to_string(),
-                value: bytes,
+                type_url: event.type_url,
+                value: event.value,
                 ..Default::default()
             }),
             ..Default::default()
@@ -235,13 +249,22 @@ fn publish(address: &str, namespace: &str, queue: Receiver<Event>) {
 #[derive(Clone, Copy, PartialEq)]
 enum State {
     Created,
-    Stopped,
+    Running,
+    Stopped(u32),
+}
+
+/// A task and its execs, by exec id.
+struct NullProcesses {
+    init: State,
+    /// The config runs `/bin/sleep`: the task runs until it is killed.
+    long_running: bool,
+    execs: HashMap<String, State>,
 }
 
 struct NullTask {
-    tasks: Mutex<HashMap<String, State>>,
-    /// Wakes a Wait that came before Start.
-    started: Condvar,
+    tasks: Mutex<HashMap<String, NullProcesses>>,
+    /// Wakes a Wait whose process had not stopped yet.
+    changed: Condvar,
     events: Mutex<Sender<Event>>,
     shutdown: Mutex<Sender<()>>,
 }
@@ -254,14 +277,49 @@ fn not_found(id: &str) -> ttrpc::Error {
 }
 
 impl NullTask {
-    fn send(&self, topic: &'static str, message: Box<dyn MessageDyn>) {
+    fn send<M: Message>(&self, topic: &'static str, message: M) {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = events.send(Event { topic, message });
+        let _ = events.send(Event::new(topic, message));
     }
 
     /// The pid every answer names: the daemon's own (there is no container process).
     fn pid() -> u32 {
         std::process::id()
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, NullProcesses>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state of the process `exec_id` (the init when empty).
+    fn state_of<'a>(
+        tasks: &'a mut HashMap<String, NullProcesses>,
+        id: &str,
+        exec_id: &str,
+    ) -> ttrpc::Result<&'a mut State> {
+        let task = tasks.get_mut(id).ok_or_else(|| not_found(id))?;
+        if exec_id.is_empty() {
+            Ok(&mut task.init)
+        } else {
+            task.execs
+                .get_mut(exec_id)
+                .ok_or_else(|| not_found(exec_id))
+        }
+    }
+
+    fn exited(&self, id: &str, exec_id: &str, code: u32) {
+        self.send(
+            topics::TASK_EXIT_EVENT_TOPIC,
+            TaskExit {
+                container_id: id.to_string(),
+                id: if exec_id.is_empty() { id } else { exec_id }.to_string(),
+                pid: Self::pid(),
+                exit_status: code,
+                exited_at: MessageField::some(now()),
+                ..Default::default()
+            },
+        );
+        self.changed.notify_all();
     }
 }
 
@@ -271,20 +329,26 @@ impl Task for NullTask {
         _: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(req.id.clone(), State::Created);
+        let config =
+            std::fs::read_to_string(format!("{}/config.json", req.bundle)).unwrap_or_default();
+        self.tasks().insert(
+            req.id.clone(),
+            NullProcesses {
+                init: State::Created,
+                long_running: config.contains("\"/bin/sleep\""),
+                execs: HashMap::new(),
+            },
+        );
         self.send(
             topics::TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
+            TaskCreate {
                 container_id: req.id.clone(),
                 bundle: req.bundle.clone(),
                 rootfs: req.rootfs.clone(),
                 checkpoint: req.checkpoint.clone(),
                 pid: Self::pid(),
                 ..Default::default()
-            }),
+            },
         );
         Ok(CreateTaskResponse {
             pid: Self::pid(),
@@ -292,31 +356,37 @@ impl Task for NullTask {
         })
     }
 
-    /// The task "runs" and exits at once, with 0.
+    /// The task (or exec) "runs"; it exits at once with 0 unless it is a long-running task.
     fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let state = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-        *state = State::Stopped;
-        self.send(
-            topics::TASK_START_EVENT_TOPIC,
-            Box::new(TaskStart {
-                container_id: req.id.clone(),
-                pid: Self::pid(),
-                ..Default::default()
-            }),
-        );
-        self.send(
-            topics::TASK_EXIT_EVENT_TOPIC,
-            Box::new(TaskExit {
-                container_id: req.id.clone(),
-                id: req.id.clone(),
-                pid: Self::pid(),
-                exit_status: 0,
-                exited_at: MessageField::some(now()),
-                ..Default::default()
-            }),
-        );
-        self.started.notify_all();
+        let mut tasks = self.tasks();
+        let long_running = tasks.get(&req.id).is_some_and(|t| t.long_running);
+        let state = Self::state_of(&mut tasks, &req.id, &req.exec_id)?;
+        if req.exec_id.is_empty() {
+            self.send(
+                topics::TASK_START_EVENT_TOPIC,
+                TaskStart {
+                    container_id: req.id.clone(),
+                    pid: Self::pid(),
+                    ..Default::default()
+                },
+            );
+        } else {
+            self.send(
+                topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+                TaskExecStarted {
+                    container_id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    pid: Self::pid(),
+                    ..Default::default()
+                },
+            );
+        }
+        if long_running && req.exec_id.is_empty() {
+            *state = State::Running;
+        } else {
+            *state = State::Stopped(0);
+            self.exited(&req.id, &req.exec_id, 0);
+        }
         Ok(StartResponse {
             pid: Self::pid(),
             ..Default::default()
@@ -324,62 +394,92 @@ impl Task for NullTask {
     }
 
     fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match tasks.get(&req.id) {
-                None => return Err(not_found(&req.id)),
-                Some(State::Stopped) => break,
-                Some(State::Created) => {
-                    tasks = self.started.wait(tasks).unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.tasks();
+        let code = loop {
+            match *Self::state_of(&mut tasks, &req.id, &req.exec_id)? {
+                State::Stopped(code) => break code,
+                State::Created | State::Running => {
+                    tasks = self.changed.wait(tasks).unwrap_or_else(|e| e.into_inner());
                 }
             }
-        }
+        };
         Ok(WaitResponse {
-            exit_status: 0,
+            exit_status: code,
             exited_at: MessageField::some(now()),
             ..Default::default()
         })
     }
 
     fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        let state = *tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let mut tasks = self.tasks();
+        let state = *Self::state_of(&mut tasks, &req.id, &req.exec_id)?;
+        let (status, exit_status) = match state {
+            State::Created => (Status::CREATED, 0),
+            State::Running => (Status::RUNNING, 0),
+            State::Stopped(code) => (Status::STOPPED, code),
+        };
         Ok(StateResponse {
             id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
             pid: Self::pid(),
-            status: match state {
-                State::Created => Status::CREATED,
-                State::Stopped => Status::STOPPED,
-            }
-            .into(),
+            status: status.into(),
+            exit_status,
             exited_at: MessageField::some(now()),
             ..Default::default()
         })
     }
 
+    /// A running task stops (exit 137, as after SIGKILL); anything else has nothing to kill.
     fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
-        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let mut tasks = self.tasks();
+        let state = Self::state_of(&mut tasks, &req.id, &req.exec_id)?;
+        if *state == State::Running {
+            *state = State::Stopped(137);
+            self.exited(&req.id, &req.exec_id, 137);
+        }
+        Ok(Empty::default())
+    }
+
+    fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let mut tasks = self.tasks();
+        let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        task.execs.insert(req.exec_id.clone(), State::Created);
+        self.send(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
         Ok(Empty::default())
     }
 
     fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.remove(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let mut tasks = self.tasks();
+        let code = match *Self::state_of(&mut tasks, &req.id, &req.exec_id)? {
+            State::Stopped(code) => code,
+            _ => 0,
+        };
         let exited_at = now();
-        self.send(
-            topics::TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
-                container_id: req.id.clone(),
-                pid: Self::pid(),
-                exit_status: 0,
-                exited_at: MessageField::some(exited_at.clone()),
-                ..Default::default()
-            }),
-        );
+        if req.exec_id.is_empty() {
+            tasks.remove(&req.id);
+            self.send(
+                topics::TASK_DELETE_EVENT_TOPIC,
+                TaskDelete {
+                    container_id: req.id.clone(),
+                    pid: Self::pid(),
+                    exit_status: code,
+                    exited_at: MessageField::some(exited_at.clone()),
+                    ..Default::default()
+                },
+            );
+        } else if let Some(task) = tasks.get_mut(&req.id) {
+            task.execs.remove(&req.exec_id);
+        }
         Ok(DeleteResponse {
             pid: Self::pid(),
-            exit_status: 0,
+            exit_status: code,
             exited_at: MessageField::some(exited_at),
             ..Default::default()
         })
@@ -394,12 +494,7 @@ impl Task for NullTask {
     }
 
     fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> ttrpc::Result<Empty> {
-        if self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
+        if self.tasks().is_empty() {
             let shutdown = self.shutdown.lock().unwrap_or_else(|e| e.into_inner());
             let _ = shutdown.send(());
         }
