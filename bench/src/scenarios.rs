@@ -198,6 +198,8 @@ pub struct Throughput {
     pub containers: usize,
     pub seconds: f64,
     pub per_second: f64,
+    /// The whole machine's busy CPU time during the batch (/proc/stat), per container.
+    pub cpu_ms_per_container: f64,
     pub wrong_exits: usize,
     pub errors: usize,
 }
@@ -226,6 +228,26 @@ pub async fn throughput(
     (rows, null_rows)
 }
 
+/// The machine's busy CPU time since boot, in ms: user, nice, system, irq, softirq and steal
+/// of /proc/stat's `cpu` line (in USER_HZ, 100 per second on Linux).
+fn busy_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    busy * 10.0
+}
+
 /// Each container exits with its own code (`i % 50`), so a misrouted exit shows.
 async fn batch(
     cd: &Containerd,
@@ -234,6 +256,7 @@ async fn batch(
     concurrency: usize,
 ) -> Throughput {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = busy_cpu_ms();
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -273,11 +296,13 @@ async fn batch(
         errors += failed;
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu = busy_cpu_ms() - cpu0;
     Throughput {
         concurrency,
         containers,
         seconds,
         per_second: containers as f64 / seconds,
+        cpu_ms_per_container: cpu / containers.max(1) as f64,
         wrong_exits,
         errors,
     }
@@ -452,8 +477,20 @@ async fn exec_in(
     ))
 }
 
-/// Scenario 5: the floor, the same namespaces made by `unshare` and `chroot` running `true`.
-pub fn floor(rootfs: &Path, runs: usize) -> Result<Summary, Error> {
+/// Scenario 5: the kernel's floor.
+#[derive(Debug, Clone, Default)]
+pub struct Floor {
+    /// `unshare --fork --pid --mount --uts --ipc --net chroot <rootfs> /bin/true`.
+    pub unshare: Summary,
+    /// The same namespaces and one exec of `true`, with the system calls alone (sibling-floor).
+    pub container: Summary,
+    /// CPU time of one such container start, in ms.
+    pub container_cpu_ms: f64,
+    /// Entering those namespaces of a running container and executing `true` (sibling-floor).
+    pub exec: Summary,
+}
+
+pub fn floor(rootfs: &Path, runs: usize) -> Result<Floor, Error> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs + 3 {
         let t0 = Instant::now();
@@ -473,5 +510,39 @@ pub fn floor(rootfs: &Path, runs: usize) -> Result<Summary, Error> {
             .into());
         }
     }
-    Ok(Summary::of_durations(&samples[3..]))
+    let (container, container_cpu_ms) = floor_tool("container", rootfs, runs)?;
+    let (exec, _) = floor_tool("exec", rootfs, runs)?;
+    Ok(Floor {
+        unshare: Summary::of_durations(&samples[3..]),
+        container,
+        container_cpu_ms,
+        exec,
+    })
+}
+
+/// Runs `sibling-floor KIND ROOTFS RUNS` (built beside this binary, bench/null-shim): its runs'
+/// times (the first 3 dropped as warm-up) and its CPU time per run in ms.
+fn floor_tool(kind: &str, rootfs: &Path, runs: usize) -> Result<(Summary, f64), Error> {
+    let tool = std::env::current_exe()?.with_file_name("sibling-floor");
+    let output = Command::new(&tool)
+        .arg(kind)
+        .arg(rootfs)
+        .arg((runs + 3).to_string())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("{} {kind}: {}", tool.display(), output.status).into());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut times = Vec::new();
+    let mut cpu_ms = 0.0;
+    for line in text.lines() {
+        if let Some(cpu) = line.strip_prefix("cpu ") {
+            cpu_ms = cpu.parse::<f64>()? / 1000.0;
+        } else {
+            times.push(Duration::from_micros(line.parse()?));
+        }
+    }
+    let times = times.get(3..).unwrap_or_default();
+    Ok((Summary::of_durations(times), cpu_ms))
 }
