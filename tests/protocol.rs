@@ -813,7 +813,10 @@ fn pause_resume_update_and_stats_through_the_cgroup() {
     }
     let fake = FakeContainerd::new("cgroupops");
     let id = "cgroupops";
-    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done";
+    // The background sleep keeps two processes in the cgroup at every moment (Stats asserts
+    // pids >= 2): between two of the loop's sleeps the shell is alone (seen once in CI).
+    let script = "sleep 100000 & i=0; while true; do i=$((i+1)); echo $i > /tmp/count; \
+                  sleep 0.02; done";
     let bundle = fake.bundle(id, "echo", &["/bin/sh", "-c", script]);
     let shim = create_and_start(&fake, id, &bundle, "", &DEDICATED_SHIM);
     assert!(
