@@ -25,6 +25,9 @@ cargo build --release
 make --no-print-directory image
 # bench/ is its own workspace; its build directory is the one make test and lint use too.
 aux_target=$repo/target/aux
+# .cargo/config.toml names the build target (the binaries are static-pie): both workspaces
+# build into <target dir>/x86_64-unknown-linux-gnu/release.
+release=x86_64-unknown-linux-gnu/release
 # --workspace: the client and the null shim (bench/null-shim, io.containerd.null.v2).
 CARGO_TARGET_DIR=$aux_target cargo build --release --workspace --manifest-path bench/Cargo.toml
 
@@ -48,10 +51,10 @@ trap 'exit 130' INT TERM
 
 # containerd's default log level (the tests' containerds log at debug to explain failures; at
 # debug both shims and containerd write a log line or more per request).
-# The main containerd also finds the null shim (containerd-shim-null-v2, in $aux_target/release):
+# The main containerd also finds the null shim (containerd-shim-null-v2, in $aux_target/$release):
 # scenario 1 runs it as a third runtime to measure containerd's own cost.
-SHIM_DIR=$repo/target/release:$aux_target/release LOG_LEVEL=info scripts/containerd-private.sh start "$dir"
-SHIM_DIR=$repo/target/release LOG_LEVEL=info scripts/containerd-private.sh start "$shared"
+SHIM_DIR=$repo/target/$release:$aux_target/$release LOG_LEVEL=info scripts/containerd-private.sh start "$dir"
+SHIM_DIR=$repo/target/$release LOG_LEVEL=info scripts/containerd-private.sh start "$shared"
 # Imports the image into the containerd at $1 and prints its one committed snapshot: the image
 # has one layer, so that is the image's chain id.
 import_image() {
@@ -66,8 +69,8 @@ ctr oci spec >"$dir/spec.json"
 printf 'containers_per_shim = 16\nidle_seconds = 10\n' >"$shared/sibling.toml"
 mkdir -p "$dir/fifo"
 
-shim="$("$repo/target/release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " " | sed "s/ *$//"), $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-"$aux_target/release/sibling-bench" \
+shim="$("$repo/target/$release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " " | sed "s/ *$//"), $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+"$aux_target/$release/sibling-bench" \
     --socket "$dir/c.sock" --namespace "$NS" --image "$IMAGE" --parent "$parent" \
     --spec "$dir/spec.json" --rootfs "$repo/build/rootfs" --work "$dir" \
     --out "${BENCH_OUT:-$repo/docs}" --shim "$shim" \

@@ -38,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SHIM_DIR=$repo/target/release scripts/containerd-private.sh start "$dir"
+SHIM_DIR=$repo/target/x86_64-unknown-linux-gnu/release scripts/containerd-private.sh start "$dir"
 ctr() { command ctr -a "$dir/c.sock" -n "$NS" "$@"; }
 ctr image import --all-platforms "$repo/build/busybox-image.tar"
 
