@@ -1593,7 +1593,7 @@ fn a_stdin_fifo_nobody_writes_leaves_no_thread_behind() {
     delete(&shim, id).expect("delete");
     assert_eq!(copiers(), 0, "a stdin copier after Delete");
     assert!(
-        thread_names(daemon).iter().any(|n| n == "reaper"),
+        thread_names(daemon).iter().any(|n| n == "ttrpc-accept"),
         "the daemon itself is gone"
     );
     // Idle for a minute otherwise: SIGTERM gives up its slot at once.
@@ -1957,13 +1957,10 @@ fn info_prints_runtime_info_with_the_features_document() {
 }
 
 /// Threads and the open descriptors an exec's stdio can leave in a daemon: pipes, ptys and
-/// FIFOs under `dir`. ttrpc's own worker threads (`client_handler`, more or fewer with the
-/// load) are left out.
+/// FIFOs under `dir`. The ttrpc server's connection threads (`ttrpc`, more or fewer with the
+/// requests in progress, see `shim::server`) are left out.
 fn thread_and_fd_counts(pid: u32, dir: &Path) -> (usize, usize) {
-    let threads = thread_names(pid)
-        .iter()
-        .filter(|n| *n != "client_handler")
-        .count();
+    let threads = thread_names(pid).iter().filter(|n| *n != "ttrpc").count();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
             fds.flatten()
@@ -2051,7 +2048,7 @@ fn terminal_execs_with_an_unwritten_stdin_leave_no_thread_or_fd_behind() {
     run(0);
     // And once the OOM watcher the Create started has named itself: a thread takes its name
     // when it first runs (Rust's std), and until then it carries its creator's (here
-    // "client_handler", which is not counted; seen: 4 threads before, 5 after).
+    // "ttrpc", which is not counted; seen: 4 threads before, 5 after).
     let copiers_gone = || {
         let names = thread_names(daemon);
         names.iter().any(|n| n == "oom-watcher")

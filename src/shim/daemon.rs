@@ -2,24 +2,25 @@
 //! children and handle signals until Shutdown or SIGTERM.
 //!
 //! Thread map: main (signals, the reaper, the idle and stop timers through SIGALRM), the ttrpc
-//! server's threads (its listener, and per connection a reader, a writer and handler workers),
+//! server's threads (`ttrpc-accept`, and per connection `ttrpc` threads that take turns reading
+//! a request and answer it themselves, see `shim::server`),
 //! the event publisher, the OOM watcher, and per process with stdio to copy: a stdin copier, an
 //! output copier for a pipe or a pty master. The spawner is forked before any of them exists
 //! (checked: `spawn::spawner::fork_spawner` refuses a process with more than one thread).
 
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use containerd_shim::Flags;
 use containerd_shim_protos::shim_sync::create_task;
-use containerd_shim_protos::ttrpc::{MethodHandler, Server};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 use super::events::EventQueue;
 use super::logger;
 use super::reaper::{Exits, reap_children};
+use super::server::{Methods, Server};
 use super::service::TaskService;
 use super::shared::{Membership, RESERVATION_TIMEOUT, Retire, SHARING_FAILED_ENV};
 use super::spawner_slot::SpawnerSlot;
@@ -146,20 +147,7 @@ fn serve(
         hierarchies,
         shared,
     ));
-    // ttrpc's sync server keeps a pool of handler threads per connection: it starts `default`,
-    // starts `default` more whenever fewer than `min` are idle, and a thread ends after a
-    // request only while more than `max` are idle (it wants min < default < max). Its defaults
-    // (1, 3, 5) left five handlers per connection after a Create (Wait holds one for the
-    // container's life); these leave at most four. Each idle thread costs its touched stack.
-    let mut server = Server::new()
-        .set_thread_count_min(1)
-        .set_thread_count_default(2)
-        .set_thread_count_max(3)
-        .add_listener(listener)
-        .map_err(|e| format!("ttrpc listener: {e}"))?
-        .register_service(task_methods(&daemon));
-    server
-        .start()
+    let server = Server::start(listener, task_methods(&daemon))
         .map_err(|e| format!("start ttrpc server: {e}"))?;
     log::info!("shim daemon serving (spawner pid {})", daemon.spawner.pid());
     if log::log_enabled!(log::Level::Debug) {
@@ -193,9 +181,7 @@ fn serve(
 }
 
 /// The Task service under both names containerd 1.6/1.7 (v2) and 2.x (v3) call it.
-fn task_methods(
-    daemon: &Arc<Daemon>,
-) -> std::collections::HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
+fn task_methods(daemon: &Arc<Daemon>) -> Methods {
     let service = Arc::new(TaskService::new(Arc::clone(daemon)));
     let mut methods = create_task(service.clone());
     let v3: Vec<_> = create_task(service)
@@ -289,7 +275,7 @@ fn stop_all_containers(daemon: &Daemon, exits: &Exits, signals: &SigSet) {
     }
 }
 
-fn take_listener(flags: &Flags) -> Result<RawFd, String> {
+fn take_listener(flags: &Flags) -> Result<UnixListener, String> {
     if let Ok(fd) = std::env::var(LISTEN_FD_ENV) {
         // SAFETY: called before the daemon starts its first thread (see `serve`), so no other
         // thread can read the environment concurrently.
@@ -305,13 +291,12 @@ fn take_listener(flags: &Flags) -> Result<RawFd, String> {
                 // hold it, and a dead daemon would look alive.
                 fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
                     .map_err(|e| format!("listener close-on-exec: {e}"))?;
-                Ok(listener.into_raw_fd())
+                Ok(listener)
             });
     }
     // Started by hand (`-socket`): bind it ourselves.
     let path = flags.socket.trim_start_matches("unix://");
-    let listener = UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))?;
-    Ok(listener.into_raw_fd())
+    UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))
 }
 
 fn remove_socket(address: &str) {

@@ -25,6 +25,7 @@ pub mod process;
 pub mod reaper;
 pub mod restore;
 pub mod sealed_exe;
+pub mod server;
 pub mod service;
 pub mod shared;
 pub mod shim_cgroup;

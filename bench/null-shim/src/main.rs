@@ -32,6 +32,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// sibling's ttrpc server (src/shim/server.rs), compiled into this binary too: the floor is then
+// what a shim serving the Task API with it pays.
+#[path = "../../../src/shim/server.rs"]
+mod server;
+
 use containerd_shim_protos::api::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
     DeleteResponse, Empty, ExecProcessRequest, KillRequest, ShutdownRequest, StartRequest,
@@ -47,7 +52,7 @@ use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_sync::{EventsClient, Task, create_task};
 use containerd_shim_protos::topics;
-use containerd_shim_protos::ttrpc::{self, Code, Server, TtrpcContext, context};
+use containerd_shim_protos::ttrpc::{self, Code, TtrpcContext, context};
 
 /// What containerd passes: `-name value` flags, `-debug`, `-v`, and the action last.
 #[derive(Default)]
@@ -165,6 +170,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let listener = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
+        .map(UnixListener::from)
         .map_err(|e| format!("listener: {e}"))?;
     let ttrpc_address =
         std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
@@ -178,12 +184,10 @@ fn serve(flags: &Flags) -> Result<(), String> {
         events: Mutex::new(events),
         shutdown: Mutex::new(shutdown),
     };
-    let mut server = Server::new()
-        .add_listener(listener.into_raw_fd())
-        .map_err(|e| format!("listener: {e}"))?
-        .register_service(create_task(Arc::new(service)));
-    server.start().map_err(|e| format!("serve: {e}"))?;
+    let server = server::Server::start(listener, create_task(Arc::new(service)))
+        .map_err(|e| format!("serve: {e}"))?;
     let _ = shut.recv();
+    server.shutdown();
     let _ = std::fs::remove_file(flags.socket_path());
     // As a real shim does: the process ends with Shutdown; containerd takes a closed
     // connection as its answer.
