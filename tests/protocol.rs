@@ -1829,7 +1829,7 @@ fn inits_and_execs_start_with_default_signal_dispositions() {
         &[
             "/bin/sh",
             "-c",
-            "grep -E 'Sig(Ign|Blk)' /proc/self/status; sleep 100",
+            "grep -E 'Sig(Ign|Blk)' /proc/self/status; exec sleep 100",
         ],
     );
     // `start`, the daemon and everything after inherit what is ignored here.
@@ -1850,9 +1850,11 @@ fn inits_and_execs_start_with_default_signal_dispositions() {
         "the test did not reproduce an ignored signal 32: {daemon_ignores:x}"
     );
     let (stdout, reader) = fake.output_fifo("init.out");
-    shim.task
+    let init = shim
+        .task
         .create(ctx(), &fake.create_request(id, &bundle, &stdout))
-        .expect("create");
+        .expect("create")
+        .pid;
     start(&shim, id).expect("start");
     let (exec_out, exec_reader) = fake.output_fifo("exec.out");
     let exec = fake.exec_request(
@@ -1865,6 +1867,13 @@ fn inits_and_execs_start_with_default_signal_dispositions() {
     start_exec(&shim, id, "sigs").expect("start exec");
     assert_eq!(wait_exec(&shim, id, "sigs").exit_status, 0);
     let exec_lines = exec_reader.join().unwrap();
+    // The init's grep has run, its output in the pipe, once the shell has exec'd sleep. A
+    // SIGKILL before that leaves nothing to read (seen in CI under load, once execs got faster).
+    assert!(
+        eventually(|| std::fs::read_to_string(format!("/proc/{init}/comm"))
+            .is_ok_and(|comm| comm.trim() == "sleep")),
+        "the init never reached its sleep"
+    );
     let kill = KillRequest {
         id: id.into(),
         signal: 9,

@@ -203,9 +203,12 @@ impl Connection {
         loop {
             let frame = {
                 let _turn = lock(&self.read_turn);
-                if lock(&self.threads).closed {
-                    lock(&self.threads).idle -= 1;
-                    return;
+                {
+                    let mut threads = lock(&self.threads);
+                    if threads.closed {
+                        threads.idle -= 1;
+                        return;
+                    }
                 }
                 read_frame(&self.stream)
             };
