@@ -181,9 +181,10 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
 }
 
 impl Connection {
-    /// Starts a thread for this connection, counted idle from the start. False if none
-    /// could be started (the connection then has one thread fewer; requests wait longer).
-    fn add_thread(self: &Arc<Self>, shared: &Arc<Shared>) -> bool {
+    /// Starts a thread for this connection, counted idle from the start. If none can be
+    /// started, the connection has one thread fewer (requests wait longer; a new connection
+    /// with none is closed when its last reference goes).
+    fn add_thread(self: &Arc<Self>, shared: &Arc<Shared>) {
         lock(&self.threads).idle += 1;
         let connection = Arc::clone(self);
         let shared = Arc::clone(shared);
@@ -193,9 +194,7 @@ impl Connection {
         if let Err(e) = started {
             log::warn!("ttrpc: start a connection thread: {e}");
             lock(&self.threads).idle -= 1;
-            return false;
         }
-        true
     }
 
     /// A connection thread: take the read turn, read one request, run it, go back to idle.
