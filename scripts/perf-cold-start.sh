@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # usage: scripts/perf-cold-start.sh N (root): N `ctr run --rm` of sibling against a private containerd at
 # debug level, then the medians of the cold start breakdown the daemon logs (src/shim/cold_start.rs).
-# SHIM_DIR picks the shim build (default target/x86_64-unknown-linux-gnu/release). Not part of make bench: a lever check.
+# SHIM_DIR picks the shim build (containerd-private.sh's default: this repo's build). Not part of make bench: a lever check.
 set -euo pipefail
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 n=$1
 dir=$(mktemp -d /tmp/perf-cold.XXXXXX)
 trap '$repo/scripts/containerd-private.sh stop $dir >/dev/null 2>&1 || true; rm -f $dir.lines' EXIT
-SHIM_DIR=${SHIM_DIR:-$repo/target/x86_64-unknown-linux-gnu/release} LOG_LEVEL=debug $repo/scripts/containerd-private.sh start $dir >/dev/null
+LOG_LEVEL=debug $repo/scripts/containerd-private.sh start $dir >/dev/null
 c() { ctr -a $dir/c.sock -n perfcold "$@"; }
 c image import $repo/build/busybox-image.tar >/dev/null
 img=docker.io/library/sibling-busybox:latest

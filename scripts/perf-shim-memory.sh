@@ -15,7 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ "$arena" != none ]; then export MALLOC_ARENA_MAX=$arena; fi
-SHIM_DIR=${SHIM_DIR:-$repo/target/x86_64-unknown-linux-gnu/release} LOG_LEVEL=info $repo/scripts/containerd-private.sh start $dir >/dev/null
+LOG_LEVEL=info $repo/scripts/containerd-private.sh start $dir >/dev/null
 unset MALLOC_ARENA_MAX
 c() { ctr -a $dir/c.sock -n perfmem "$@"; }
 c image import $repo/build/busybox-image.tar >/dev/null
