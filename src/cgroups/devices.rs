@@ -10,8 +10,9 @@
 //! runc also allows `/dev/net/tun` by default; nothing in the spec asks for it, so it is not
 //! allowed here.
 //!
-//! v1: the rules are written, in order, each to `devices.deny` or `devices.allow`, before the
-//! init is cloned into the cgroup. An Update moves from the current list (`devices.list`) to
+//! v1: the rules are written, in order, each to `devices.deny` or `devices.allow` (one open
+//! file each; a rule that repeats one of the same run is left out, as it cannot change the
+//! list), before the init is cloned into the cgroup. An Update moves from the current list (`devices.list`) to
 //! the new one without a moment of "deny everything" for devices both allow: the new
 //! exceptions are added first, then what only the old list allowed is taken away (what runc's
 //! device emulator does). Where either list is allow-all it is rewritten from the deny-all.
@@ -144,21 +145,62 @@ impl Cgroup {
     }
 }
 
-/// v1: every rule in order, each to `devices.allow` or `devices.deny`.
+/// v1: every rule in order, each to `devices.allow` or `devices.deny`, through one open file
+/// each (every write(2) is one rule to the kernel), leaving out the rules that cannot change
+/// the list ([`unchanging_rules`]).
 fn write_v1_rules(dir: &std::path::Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
-    for rule in rules {
-        let file = if rule.allow {
-            "devices.allow"
+    use std::io::Write;
+    let mut allow: Option<std::fs::File> = None;
+    let mut deny: Option<std::fs::File> = None;
+    let skip = unchanging_rules(rules);
+    for (rule, _) in rules.iter().zip(skip).filter(|(_, skip)| !skip) {
+        let (name, slot) = if rule.allow {
+            ("devices.allow", &mut allow)
         } else {
-            "devices.deny"
+            ("devices.deny", &mut deny)
         };
-        write_resource(
-            dir,
-            file,
-            &v1_line(rule.kind, rule.major, rule.minor, &rule.access),
-        )?;
+        let line = v1_line(rule.kind, rule.major, rule.minor, &rule.access);
+        let path = dir.join(name);
+        let error = |source| CgroupError::WriteResource {
+            path: path.clone(),
+            value: line.clone(),
+            source,
+        };
+        let file = match slot {
+            Some(file) => file,
+            None => slot.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(error)?,
+            ),
+        };
+        file.write_all(line.as_bytes()).map_err(error)?;
     }
     Ok(())
+}
+
+/// For each rule, whether writing it cannot change the kernel's list: it repeats a rule
+/// written since the last rule of the other kind or for all devices (`a`). Within such a run
+/// the kernel only adds access to exceptions (deny-all behaviour, allow rules) or only takes
+/// it away (allow-all, deny rules), which repeats do not change; an `a` rule repeated at once
+/// resets a list that is already reset. containerd's specs begin with the deny-all that every
+/// rule list here begins with, and allow most defaults themselves.
+fn unchanging_rules(rules: &[DeviceRule]) -> Vec<bool> {
+    let mut run: Vec<&DeviceRule> = Vec::new();
+    rules
+        .iter()
+        .map(|rule| {
+            if run.contains(&rule) {
+                return true;
+            }
+            if run.first().is_some_and(|first| first.allow != rule.allow) || rule.kind.is_none() {
+                run.clear();
+            }
+            run.push(rule);
+            false
+        })
+        .collect()
 }
 
 impl Cgroup {
@@ -493,6 +535,67 @@ mod tests {
             minor,
             access: access_bits(access),
         }
+    }
+
+    #[test]
+    fn only_rules_that_cannot_change_the_list_are_left_out() {
+        let device = |allow, kind, major, access: &str| DeviceRule {
+            allow,
+            kind,
+            major,
+            minor: Some(3),
+            access: access.into(),
+        };
+        let deny_all = DeviceRule {
+            minor: None,
+            ..device(false, None, None, "rwm")
+        };
+        let null = device(true, Some('c'), Some(1), "rwm");
+        let deny_read = device(false, Some('c'), Some(1), "r");
+        let rules = [
+            deny_all.clone(),
+            deny_all.clone(), // resets a list that is already reset
+            null.clone(),
+            null.clone(), // repeats an allow of the same run
+            deny_read.clone(),
+            null.clone(), // after a deny: gives read back
+            deny_all.clone(),
+            null,
+            deny_read.clone(),
+            deny_all, // after an allow in between: clears the list
+        ];
+        let skip = unchanging_rules(&rules);
+        assert_eq!(
+            skip,
+            [
+                false, true, false, true, false, false, false, false, false, false
+            ]
+        );
+        let kept = |rules: &[DeviceRule], skip: &[bool]| -> Vec<DeviceRule> {
+            rules
+                .iter()
+                .zip(skip)
+                .filter(|(_, skip)| !**skip)
+                .map(|(rule, _)| rule.clone())
+                .collect()
+        };
+        assert_eq!(
+            V1List::emulate(&kept(&rules, &skip)),
+            V1List::emulate(&rules)
+        );
+        // containerd's spec (deny-all, then allows of the default devices) with the defaults.
+        let spec = [
+            rule(false, None, None, None),
+            rule(true, Some(LinuxDeviceType::C), Some(1), Some(3)),
+            rule(true, Some(LinuxDeviceType::C), Some(5), Some(2)),
+        ];
+        let effective = effective_rules(&spec);
+        let skip = unchanging_rules(&effective);
+        assert_eq!(skip.iter().filter(|s| **s).count(), 3, "{effective:?}");
+        assert_eq!(
+            V1List::emulate(&kept(&effective, &skip)),
+            V1List::emulate(&effective)
+        );
     }
 
     #[test]
