@@ -344,6 +344,44 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
         assert_released(&fake, id);
     }
 
+    // Failures after the spawn request went ahead to the spawner (it is sent once the spec is
+    // checked, before the rootfs mount, the cgroup and stdio): a rootfs mount that fails, and
+    // a stdout that cannot be opened once the cgroup exists. Each is reported as such, and the
+    // helper that was waiting for its go-ahead leaves: the daemon's only child is the spawner.
+    let mut bad_rootfs =
+        fake.create_request("bad-rootfs", &fake.bundle("bad-rootfs", "echo", &[]), "");
+    for option in &mut bad_rootfs.rootfs[0].options {
+        if option.starts_with("lowerdir=") {
+            *option = "lowerdir=/nonexistent/sibling-test-lower".into();
+        }
+    }
+    let missing_stdout = fake.dir.join("no-such-dir").join("stdout");
+    let bad_stdout = fake.create_request(
+        "bad-stdout",
+        &fake.bundle("bad-stdout", "echo", &[]),
+        &missing_stdout.display().to_string(),
+    );
+    for (request, expected) in [
+        (bad_rootfs, "/nonexistent/sibling-test-lower"),
+        (bad_stdout, "no-such-dir"),
+    ] {
+        let err = shim.task.create(ctx(), &request).expect_err(&request.id);
+        let message = rpc_message(&err);
+        assert!(message.contains(expected), "{}: {message}", request.id);
+        assert_released(&fake, &request.id);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children_of(shim_pid).len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let children = children_of(shim_pid);
+        assert_eq!(
+            children.len(),
+            1,
+            "{}: daemon children: {children:?}",
+            request.id
+        );
+    }
+
     // A seccomp profile the runtime cannot honour, and confinement this host cannot apply, are
     // refused with the reason, never silently dropped.
     let mut spec = template_spec();

@@ -1,7 +1,8 @@
-//! Create: the daemon's orchestration of a new container. `Task::create` acquires the rootfs
-//! mount, the cgroup (with its limits and device rules) and stdio in order, then asks the
-//! spawner for the init, and gives every one back if a later step fails, so a failed Create
-//! leaves no mount, cgroup, FIFO reader or process behind. Runs in the daemon.
+//! Create: the daemon's orchestration of a new container. `Task::create` sends the spawner the
+//! init's request, acquires the rootfs mount, the cgroup (with its limits and device rules) and
+//! stdio in order while the spawner readies its helper, then hands the helper the cgroup and
+//! stdio (sync 0), and gives every one back if a later step fails, so a failed Create leaves
+//! no mount, cgroup, FIFO reader or process behind. Runs in the daemon.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::bundle_spec::{load_spec, resolve_root};
-use super::spawn_process::spawn_process;
+use super::spawn_process::{Delivery, spawn_process};
 use super::task::{Held, Task, TaskHooks};
 
 /// Resources a Create holds until it succeeds; dropping it releases them in reverse order.
@@ -48,7 +49,11 @@ impl Drop for Acquired {
     }
 }
 impl Task {
-    /// Create: rootfs, spec, cgroup, stdio, then the init from the spawner, set up and waiting.
+    /// Create: spec, rootfs, cgroup, stdio, then the init from the spawner, set up and waiting.
+    ///
+    /// The spawn request goes to the spawner as soon as the spec is checked: it decodes it and
+    /// forks the helper while the rootfs is mounted, the cgroup made and stdio opened here;
+    /// then sync 0 hands the helper the cgroup and stdio (see `spawn::protocol`).
     pub fn create(daemon: &Daemon, req: &CreateTaskRequest) -> Result<Task, TaskError> {
         let options = parse_options(req.options.as_ref())?;
         let bundle = PathBuf::from(&req.bundle);
@@ -66,32 +71,9 @@ impl Task {
                 Ok((spec.clone(), rootfs_path.clone()))
             })
             .transpose()?;
-        let mut acquired = Acquired {
-            rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
-                .map_err(|e| TaskError::invalid(e.to_string()))?,
-            cgroup: None,
-        };
         let namespaces =
             NamespacePlan::from_spec(&spec).map_err(|e| TaskError::invalid(e.to_string()))?;
-        // With the systemd driver, a scope holder keeps the new scope alive until the init is
-        // in it; it is let go (and reaped) right after the spawn, or on any failure.
-        let (cgroup, scope_holder) = create_cgroup(daemon, &req.id, &spec, options.systemd_cgroup)?;
-        acquired.cgroup = Some(cgroup);
-        let stdio = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        let owner = LogOwner {
-            container_id: &req.id,
-            namespace: &daemon.namespace,
-        };
-        let (io, child_stdio) = ProcessIo::open(&stdio, &owner, init_output_mode(&namespaces))
-            .map_err(|e| TaskError::invalid(e.to_string()))?;
-        if let Some((uid, gid)) = options.io_owner {
-            give_pipes_to(&child_stdio, uid, gid)?;
-        }
+        let output_mode = init_output_mode(&namespaces);
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let join_also = [NamespaceKind::User, NamespaceKind::Time]
             .into_iter()
@@ -103,19 +85,56 @@ impl Task {
             poststart: spec_hooks(&spec, HookKind::Poststart).to_vec(),
             poststop: spec_hooks(&spec, HookKind::Poststop).to_vec(),
         };
-        let request = SpawnRequest::Init {
-            config: Box::new(InitConfig {
-                id: req.id.clone(),
-                spec,
-                rootfs: rootfs_path,
-                bundle: bundle.clone(),
-            }),
-            namespaces,
-            cgroup: acquired.cgroup.clone(),
+        let config = Box::new(InitConfig {
+            id: req.id.clone(),
+            spec,
+            rootfs: rootfs_path,
+            bundle: bundle.clone(),
+        });
+        let request = SpawnRequest::Init { config, namespaces };
+        let SpawnRequest::Init { config, .. } = &request else {
+            unreachable!("built as an Init just above")
         };
+        // Exits of the helper are parked from the moment the request is out (see `reaper`).
+        let _parking = daemon.exits.begin_spawn();
+        let ahead = match restoring {
+            Some(_) => None,
+            None => Some(
+                daemon
+                    .spawner
+                    .get(&daemon.exits)?
+                    .request_init(&request)
+                    .map_err(TaskError::from_spawn)?,
+            ),
+        };
+        let mut acquired = Acquired {
+            rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
+                .map_err(|e| TaskError::invalid(e.to_string()))?,
+            cgroup: None,
+        };
+        // With the systemd driver, a scope holder keeps the new scope alive until the init is
+        // in it; it is let go (and reaped) right after the spawn, or on any failure.
+        let (cgroup, scope_holder) =
+            create_cgroup(daemon, &req.id, &config.spec, options.systemd_cgroup)?;
+        acquired.cgroup = Some(cgroup);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let owner = LogOwner {
+            container_id: &req.id,
+            namespace: &daemon.namespace,
+        };
+        let (io, child_stdio) = ProcessIo::open(&stdio, &owner, output_mode)
+            .map_err(|e| TaskError::invalid(e.to_string()))?;
+        if let Some((uid, gid)) = options.io_owner {
+            give_pipes_to(&child_stdio, uid, gid)?;
+        }
         let order = Arc::new(exit_order_for(&req.id, &request, acquired.cgroup.as_ref()));
-        let init = match (&restoring, acquired.cgroup.as_ref()) {
-            (Some((spec, rootfs)), Some(cgroup)) => restore::restore(
+        let init = match (&restoring, acquired.cgroup.as_ref(), ahead) {
+            (Some((spec, rootfs)), Some(cgroup), _) => restore::restore(
                 daemon,
                 req,
                 &restore::RestoreInput {
@@ -132,15 +151,19 @@ impl Task {
                         .publish(TASK_CREATE_EVENT_TOPIC, task_create_event(req, pid))
                 },
             )?,
-            _ => spawn_process(
+            (_, cgroup, Some(ahead)) => spawn_process(
                 daemon,
-                &request,
+                (&request, Delivery::Ahead(ahead, cgroup)),
                 (&io, child_stdio),
-                None,
                 (&req.id, Kind::Init, &req.id),
                 &order,
                 Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
             )?,
+            (_, _, None) => {
+                return Err(TaskError::internal(
+                    "a restore without a cgroup".to_string(),
+                ));
+            }
         };
         drop(scope_holder);
         let rootfs = acquired.rootfs.take();

@@ -17,7 +17,7 @@ use super::Daemon;
 use super::bundle_spec::refuse_unapplied_process_confinement;
 use super::error::TaskError;
 use super::process::{Exit, Kind, Process};
-use super::spawn_process::spawn_process;
+use super::spawn_process::{Delivery, spawn_process};
 use super::task::Task;
 use super::time::go_zero_time;
 use crate::container::ExecConfig;
@@ -190,9 +190,8 @@ impl ExecProcess {
         let io = slot.insert(io);
         spawn_process(
             daemon,
-            &request,
+            (&request, Delivery::Now(Some(task.init.pidfd()))),
             (io, stdio),
-            Some(task.init.pidfd()),
             (&task.id, Kind::Exec, &self.exec_id),
             &task.order,
             None,

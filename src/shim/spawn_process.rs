@@ -10,9 +10,10 @@ use super::Daemon;
 use super::error::TaskError;
 use super::exit_order::ExitOrder;
 use super::process::{Kind, Process};
+use crate::cgroups::Cgroup;
 use crate::container::hooks::{HookKind, StateBase, spec_hooks};
 use crate::io::ProcessIo;
-use crate::spawn::client::{Setup, SpawnError};
+use crate::spawn::client::{EarlyInit, Setup, SpawnError};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::create::Announce;
@@ -20,23 +21,35 @@ use super::create::Announce;
 /// How long a spawn may wait for its helper's reap before it goes on without it.
 const HELPER_EXIT_LIMIT: Duration = Duration::from_secs(5);
 
+/// How a spawn's request reaches the spawner.
+pub(super) enum Delivery<'a> {
+    /// Sent now, with the stdio and, for an exec, the init's pidfd.
+    Now(Option<&'a OwnedFd>),
+    /// Sent ahead by Create ([`crate::spawn::client::Spawner::request_init`], while holding a
+    /// spawn guard of its own); sync 0 brings the cgroup and the stdio.
+    Ahead(EarlyInit, Option<&'a Cgroup>),
+}
+
 /// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
 /// it with the reaper. The exit of a process that dies before it is registered is parked.
 pub(super) fn spawn_process(
     daemon: &Daemon,
-    request: &SpawnRequest,
+    (request, delivery): (&SpawnRequest, Delivery<'_>),
     (io, stdio): (&ProcessIo, [OwnedFd; 3]),
-    init_pidfd: Option<&OwnedFd>,
     (container_id, kind, id): (&str, Kind, &str),
     order: &Arc<ExitOrder>,
     announce: Option<Announce<'_>>,
 ) -> Result<Arc<Process>, TaskError> {
     let _parking = daemon.exits.begin_spawn();
-    let (mut pending, pidfd) = daemon
-        .spawner
-        .get(&daemon.exits)?
-        .spawn(request, [&stdio[0], &stdio[1], &stdio[2]], init_pidfd)
-        .map_err(TaskError::from_spawn)?;
+    let stdio_refs = [&stdio[0], &stdio[1], &stdio[2]];
+    let spawned = match delivery {
+        Delivery::Now(init_pidfd) => daemon
+            .spawner
+            .get(&daemon.exits)?
+            .spawn(request, stdio_refs, init_pidfd),
+        Delivery::Ahead(early, cgroup) => early.go(cgroup, stdio_refs),
+    };
+    let (mut pending, pidfd) = spawned.map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);
     let ready = loop {

@@ -155,36 +155,126 @@ impl Spawner {
         // Only the helper and the init may hold the other end now, so end-of-file means they
         // are gone.
         drop(child_end);
-        const STEP: &str = "wait for the spawned process";
-        // Sync 1 comes from the helper, sync 2 (or 4) from the init: two processes racing on
-        // one socket, so a fast init's RuntimeHooks or Ready can arrive first. It is kept for
-        // `wait_setup`.
-        let mut early = None;
-        loop {
-            let (message, mut fds) = protocol::receive::<SyncMessage>(sync.as_raw_fd())
-                .map_err(|source| SpawnError::Sync { step: STEP, source })?;
-            match message {
-                SyncMessage::Spawned { pid, helper } => {
-                    let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
-                    let pid = Pid::from_raw(pid);
-                    let pending = PendingProcess {
-                        pid,
-                        helper: Pid::from_raw(helper),
-                        sync,
-                        early,
-                    };
-                    return Ok((pending, pidfd));
-                }
-                SyncMessage::Ready { warnings } if early.is_none() => {
-                    early = Some(Setup::Ready(Ready {
-                        warnings,
-                        console: fds.pop(),
-                    }));
-                }
-                SyncMessage::RuntimeHooks if early.is_none() => early = Some(Setup::RuntimeHooks),
-                SyncMessage::Failed { error } => return Err(SpawnError::Failed(error)),
-                got => return Err(SpawnError::Unexpected { step: STEP, got }),
+        wait_spawned(sync)
+    }
+
+    /// Sends an `Init` request ahead of its cgroup and stdio: the spawner decodes it and
+    /// forks its helper while the caller mounts the rootfs, makes the cgroup and opens stdio,
+    /// then hands those over with [`EarlyInit::go`] (sync 0).
+    pub fn request_init(&self, request: &SpawnRequest) -> Result<EarlyInit, SpawnError> {
+        let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
+        protocol::send(self.channel.as_raw_fd(), request, &[child_end.as_raw_fd()])
+            .map_err(SpawnError::Request)?;
+        Ok(EarlyInit { sync: Some(sync) })
+    }
+}
+
+/// Sync 1: waits for the helper's `Spawned` and returns the process with its pidfd.
+fn wait_spawned(sync: OwnedFd) -> Result<(PendingProcess, OwnedFd), SpawnError> {
+    const STEP: &str = "wait for the spawned process";
+    // Sync 1 comes from the helper, sync 2 (or 4) from the init: two processes racing on
+    // one socket, so a fast init's RuntimeHooks or Ready can arrive first. It is kept for
+    // `wait_setup`.
+    let mut early = None;
+    loop {
+        let (message, mut fds) = protocol::receive::<SyncMessage>(sync.as_raw_fd())
+            .map_err(|source| SpawnError::Sync { step: STEP, source })?;
+        match message {
+            SyncMessage::Spawned { pid, helper } => {
+                let pidfd = fds.pop().ok_or(SpawnError::NoPidfd)?;
+                let pid = Pid::from_raw(pid);
+                let pending = PendingProcess {
+                    pid,
+                    helper: Pid::from_raw(helper),
+                    sync,
+                    early,
+                };
+                return Ok((pending, pidfd));
             }
+            SyncMessage::Ready { warnings } if early.is_none() => {
+                early = Some(Setup::Ready(Ready {
+                    warnings,
+                    console: fds.pop(),
+                }));
+            }
+            SyncMessage::RuntimeHooks if early.is_none() => early = Some(Setup::RuntimeHooks),
+            SyncMessage::Failed { error } => return Err(SpawnError::Failed(error)),
+            got => return Err(SpawnError::Unexpected { step: STEP, got }),
+        }
+    }
+}
+
+/// An `Init` request the spawner has, waiting for sync 0. Dropped without [`EarlyInit::go`]
+/// (a step before it failed), it closes its end and waits, bounded, until the helper's end is
+/// closed too: the helper then exits without having joined or cloned anything.
+pub struct EarlyInit {
+    sync: Option<OwnedFd>,
+}
+
+/// How long a dropped [`EarlyInit`] waits for its helper to let go of the sync socket.
+const ABANDON_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl EarlyInit {
+    /// Sync 0: the cgroup to join and the init's stdio; then waits for sync 1 like
+    /// [`Spawner::spawn`].
+    pub fn go(
+        mut self,
+        cgroup: Option<&crate::cgroups::Cgroup>,
+        stdio: [&OwnedFd; 3],
+    ) -> Result<(PendingProcess, OwnedFd), SpawnError> {
+        let Some(sync) = self.sync.take() else {
+            unreachable!("only go and drop take the socket, and both consume self")
+        };
+        let go = SyncMessage::Go {
+            cgroup: cgroup.cloned(),
+        };
+        let fds = stdio.map(AsRawFd::as_raw_fd);
+        if let Err(source) = protocol::send(sync.as_raw_fd(), &go, &fds) {
+            // The helper may have said why it is gone (its attributes failed).
+            return match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+                Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
+                _ => Err(SpawnError::Sync {
+                    step: "hand the init its cgroup and stdio",
+                    source,
+                }),
+            };
+        }
+        wait_spawned(sync)
+    }
+}
+
+impl Drop for EarlyInit {
+    fn drop(&mut self) {
+        let Some(sync) = self.sync.take() else {
+            return;
+        };
+        // The helper reads end-of-file and exits; its end closes with it (or with the spawner,
+        // should that die first).
+        let _ = nix::sys::socket::shutdown(sync.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        let deadline = std::time::Instant::now() + ABANDON_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timeout =
+                nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                sync.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, timeout) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            // A Failed record may come before the end; end-of-file means the helper is gone.
+            match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            log::warn!(
+                "spawn helper kept its sync socket open {ABANDON_LIMIT:?} after Create gave up"
+            );
         }
     }
 }

@@ -183,41 +183,40 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     // inherit it.
     let _ = nix::unistd::close(channel);
     let _ = prctl::set_name(c"sibling-helper");
-    // fds: sync, stdin, stdout, stderr[, init pidfd] (checked by handle_request).
-    let init_pidfd = (fds.len() == 5).then(|| fds.remove(4));
-    let stdio: [OwnedFd; 3] = match fds.split_off(1).try_into() {
-        Ok(stdio) => stdio,
-        Err(_) => exit_now(1),
-    };
+    // fds (checked by handle_request): sync, then for an exec stdin, stdout, stderr and the
+    // init's pidfd. An init's stdio comes with sync 0.
     let sync = fds.remove(0);
+    let init_pidfd = (fds.len() == 4).then(|| fds.remove(3));
     // For an exec's LSM labels: the host's /proc, before the container's replaces it. Only
     // an exec that asks for a label needs it (an open and an fstatfs saved on every other).
     let host_proc = match &request {
         SpawnRequest::Exec { config, .. } if asks_labels(&config.process) => HostProc::open().ok(),
         _ => None,
     };
-    let (entered, new_flags) = match &request {
-        SpawnRequest::Init {
-            namespaces,
-            cgroup,
-            config,
-        } => (
-            set_inherited_attributes(config.spec.process().as_ref(), namespaces)
-                .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
-            clone_flags(namespaces),
-        ),
+    let (entered, new_flags, stdio) = match &request {
+        SpawnRequest::Init { namespaces, config } => {
+            // Nothing here depends on the cgroup, so it runs while the daemon makes it.
+            let attributes = set_inherited_attributes(config.spec.process().as_ref(), namespaces);
+            let (cgroup, stdio) = wait_for_go(&sync);
+            (
+                attributes.and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
+                clone_flags(namespaces),
+                stdio,
+            )
+        }
         SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => exit_now(1),
         SpawnRequest::Exec {
             cgroup,
             config,
             join_also,
-        } => match &init_pidfd {
-            Some(pidfd) => (
+        } => match (&init_pidfd, <[OwnedFd; 3]>::try_from(fds)) {
+            (Some(pidfd), Ok(stdio)) => (
                 set_inherited_attributes(Some(&config.process), &NamespacePlan::default())
                     .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_also)),
                 0,
+                stdio,
             ),
-            None => exit_now(1),
+            _ => exit_now(1),
         },
     };
     let into_cgroup = match entered {
@@ -307,6 +306,24 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             exit_now(1)
         }
     }
+}
+
+/// Sync 0: waits for the daemon's `Go`, which brings the cgroup to join and the init's stdin,
+/// stdout and stderr. When the daemon closes its end instead (a later step of its Create
+/// failed: it reports that), the helper leaves quietly; anything else is answered `Failed`.
+/// The wait ends with the daemon: its end closes when it exits.
+fn wait_for_go(sync: &OwnedFd) -> (Option<Cgroup>, [OwnedFd; 3]) {
+    let error = match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+        Ok((SyncMessage::Go { cgroup }, fds)) => match <[OwnedFd; 3]>::try_from(fds) {
+            Ok(stdio) => return (cgroup, stdio),
+            Err(fds) => format!("sync 0 carried {} fds, expected 3", fds.len()),
+        },
+        Ok((got, _)) => format!("expected the go-ahead (sync 0), got {got:?}"),
+        Err(protocol::ProtocolError::Closed) => exit_now(1),
+        Err(e) => format!("wait for the go-ahead (sync 0): {e}"),
+    };
+    fail(sync, error);
+    exit_now(1)
 }
 
 /// Joins the cgroup first, so the init is born inside it (it never runs a single instruction
