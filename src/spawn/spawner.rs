@@ -195,11 +195,12 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     };
     let (entered, new_flags, stdio) = match &request {
         SpawnRequest::Init { namespaces, config } => {
-            // Nothing here depends on the cgroup, so it runs while the daemon makes it.
-            let attributes = set_inherited_attributes(config.spec.process().as_ref(), namespaces);
+            // Before anything else changes this process: the inherited attributes include
+            // rlimits (in a user namespace), which must not limit receiving the stdio.
             let (cgroup, stdio) = wait_for_go(&sync);
             (
-                attributes.and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
+                set_inherited_attributes(config.spec.process().as_ref(), namespaces)
+                    .and_then(|()| enter_cgroup_and_namespaces(cgroup.as_ref(), namespaces)),
                 clone_flags(namespaces),
                 stdio,
             )
