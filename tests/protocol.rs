@@ -116,15 +116,6 @@ fn delete(shim: &Shim, id: &str) -> ttrpc::Result<DeleteResponse> {
     shim.task.delete(ctx(), &req)
 }
 
-fn delete_exec(shim: &Shim, id: &str, exec_id: &str) -> ttrpc::Result<DeleteResponse> {
-    let req = DeleteRequest {
-        id: id.into(),
-        exec_id: exec_id.into(),
-        ..Default::default()
-    };
-    shim.task.delete(ctx(), &req)
-}
-
 fn state(shim: &Shim, id: &str) -> StateResponse {
     let req = StateRequest {
         id: id.into(),
@@ -656,7 +647,17 @@ fn exec_lifecycle_output_events_and_parentage() {
     assert!(pid > 0);
     assert_eq!(wait_exec(&shim, id, "e1").exit_status, 5);
     assert_eq!(reader.join().unwrap(), "from-exec\n");
-    let deleted = delete_exec(&shim, id, "e1").expect("delete exec");
+    let deleted = shim
+        .task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.into(),
+                exec_id: "e1".into(),
+                ..Default::default()
+            },
+        )
+        .expect("delete exec");
     assert_eq!((deleted.pid, deleted.exit_status), (pid, 5));
 
     // A long exec: a direct child of the daemon, listed by Pids with its exec id.
@@ -680,34 +681,6 @@ fn exec_lifecycle_output_events_and_parentage() {
         .find(|p| p.pid == long_pid)
         .expect("exec in pids");
     assert!(listed.info.is_some(), "exec pid carries ProcessDetails");
-
-    // An exec's spawn request goes to the spawner at Exec: its helper waits for Start. Deleted
-    // unstarted, the exec takes its helper along; the daemon's children are again the spawner,
-    // the init and the long exec.
-    let children_before = children_of(shim_pid).len();
-    let unstarted = fake.exec_request(id, "e3", &["/bin/true"], "");
-    shim.task.exec(ctx(), &unstarted).expect("exec");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while children_of(shim_pid).len() == children_before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(
-        children_of(shim_pid).len(),
-        children_before + 1,
-        "the waiting helper"
-    );
-    let deleted = delete_exec(&shim, id, "e3").expect("delete unstarted exec");
-    assert_eq!((deleted.pid, deleted.exit_status), (0, 0));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while children_of(shim_pid).len() > children_before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let children = children_of(shim_pid);
-    assert_eq!(
-        children.len(),
-        children_before,
-        "daemon children: {children:?}"
-    );
 
     let events = fake.events_for(id, 6);
     let seen: Vec<(&str, &str)> = events

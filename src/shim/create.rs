@@ -29,7 +29,7 @@ use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::bundle_spec::{load_spec, resolve_root};
-use super::spawn_process::spawn_process;
+use super::spawn_process::{Delivery, spawn_process};
 use super::task::{Held, Task, TaskHooks};
 
 /// Resources a Create holds until it succeeds; dropping it releases them in reverse order.
@@ -103,7 +103,7 @@ impl Task {
                 daemon
                     .spawner
                     .get(&daemon.exits)?
-                    .request(&request, None)
+                    .request_init(&request)
                     .map_err(TaskError::from_spawn)?,
             ),
         };
@@ -153,7 +153,7 @@ impl Task {
             )?,
             (_, cgroup, Some(ahead)) => spawn_process(
                 daemon,
-                (&request, ahead, cgroup),
+                (&request, Delivery::Ahead(ahead, cgroup)),
                 (&io, child_stdio),
                 (&req.id, Kind::Init, &req.id),
                 &order,

@@ -1,12 +1,10 @@
 //! Exec'd processes of a container.
 //!
-//! As with runc's shim, the Exec RPC validates and records the process (TaskExecAdded), and
+//! As with runc's shim, the Exec RPC only validates and records the process (TaskExecAdded);
 //! Start creates it: the spawner's helper joins the container's cgroup and, through the init's
 //! pidfd, all of its namespaces, then clones the process with `CLONE_PARENT`, so an exec is a
 //! direct child of the daemon like the init. A missing binary therefore fails Start, and the
-//! container keeps running. The spawn request itself goes to the spawner at Exec already: its
-//! helper is forked and waits (sync 0) until Start hands it the cgroup and stdio, or exits when
-//! the exec is deleted unstarted or its Start fails first.
+//! container keeps running.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -19,12 +17,11 @@ use super::Daemon;
 use super::bundle_spec::refuse_unapplied_process_confinement;
 use super::error::TaskError;
 use super::process::{Exit, Kind, Process};
-use super::spawn_process::spawn_process;
+use super::spawn_process::{Delivery, spawn_process};
 use super::task::Task;
 use super::time::go_zero_time;
 use crate::container::ExecConfig;
 use crate::io::{LogOwner, OutputMode, ProcessIo, StdioPaths};
-use crate::spawn::client::Requested;
 use crate::spawn::protocol::SpawnRequest;
 
 /// Where an exec is before and after Start.
@@ -44,9 +41,6 @@ pub struct ExecProcess {
     stage: Mutex<Stage>,
     changed: Condvar,
     io: Mutex<Option<ProcessIo>>,
-    /// The spawn request sent at Exec, its helper waiting for Start (None once taken, or if
-    /// it could not be sent then: Start sends it).
-    requested: Mutex<Option<Requested>>,
 }
 
 /// What runc's shim reports for an exec that never ran (its Start failed, or it was deleted
@@ -152,16 +146,7 @@ impl ExecProcess {
         }
     }
 
-    fn take_requested(&self) -> Option<Requested> {
-        self.requested
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
-
     fn create_and_start(&self, daemon: &Daemon, task: &Task) -> Result<Arc<Process>, TaskError> {
-        // Let go of on any early return below: its helper exits.
-        let requested = self.take_requested();
         // The helper would join a frozen cgroup and freeze with it (runc refuses too).
         if task.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
             return Err(TaskError::precondition(format!(
@@ -175,7 +160,7 @@ impl ExecProcess {
                 task.id
             )));
         }
-        let spawned = self.spawn(daemon, task, requested);
+        let spawned = self.spawn(daemon, task);
         let process = match spawned {
             Ok(process) => process,
             Err(e) => {
@@ -189,32 +174,23 @@ impl ExecProcess {
         Ok(process)
     }
 
-    fn spawn(
-        &self,
-        daemon: &Daemon,
-        task: &Task,
-        requested: Option<Requested>,
-    ) -> Result<Arc<Process>, TaskError> {
+    fn spawn(&self, daemon: &Daemon, task: &Task) -> Result<Arc<Process>, TaskError> {
         let owner = LogOwner {
             container_id: &task.id,
             namespace: &daemon.namespace,
         };
         let (io, stdio) = ProcessIo::open(&self.stdio, &owner, OutputMode::Copied)
             .map_err(|e| TaskError::invalid(e.to_string()))?;
-        let request = exec_request(&self.config, task);
-        let requested = match requested {
-            Some(requested) => requested,
-            None => daemon
-                .spawner
-                .get(&daemon.exits)?
-                .request(&request, Some(task.init.pidfd()))
-                .map_err(TaskError::from_spawn)?,
+        let request = SpawnRequest::Exec {
+            config: Box::new(self.config.clone()),
+            cgroup: task.cgroup.clone(),
+            join_also: task.join_also,
         };
         let mut slot = self.io.lock().unwrap_or_else(|e| e.into_inner());
         let io = slot.insert(io);
         spawn_process(
             daemon,
-            (&request, requested, task.cgroup.as_ref()),
+            (&request, Delivery::Now(Some(task.init.pidfd()))),
             (io, stdio),
             (&task.id, Kind::Exec, &self.exec_id),
             &task.order,
@@ -245,8 +221,6 @@ impl ExecProcess {
             }
         };
         drop(stage);
-        // An exec deleted unstarted: its waiting helper exits.
-        drop(self.take_requested());
         if let Some(io) = self.io.lock().unwrap_or_else(|e| e.into_inner()).take() {
             io.wait_output_read();
         }
@@ -298,24 +272,7 @@ impl Task {
                 stage: Mutex::new(Stage::Added),
                 changed: Condvar::new(),
                 io: Mutex::new(None),
-                requested: Mutex::new(None),
             };
-            // Ahead of Start (see the module's comment). A failure here is not the Exec's:
-            // Start sends the request again and reports what happens then.
-            let sent = daemon.spawner.get(&daemon.exits).and_then(|spawner| {
-                spawner
-                    .request(&exec_request(&exec.config, self), Some(self.init.pidfd()))
-                    .map_err(TaskError::from_spawn)
-            });
-            match sent {
-                Ok(requested) => {
-                    *exec.requested.lock().unwrap_or_else(|e| e.into_inner()) = Some(requested)
-                }
-                Err(e) => log::debug!(
-                    "exec {}: spawn request at Exec: {e}; Start sends it",
-                    req.exec_id
-                ),
-            }
             execs.insert(req.exec_id.clone(), Arc::new(exec));
         }
         daemon.events.publish(
@@ -354,14 +311,6 @@ impl Task {
             .values()
             .filter_map(|exec| exec.process().map(|p| (p.pid, exec.exec_id.clone())))
             .collect()
-    }
-}
-
-/// The spawner's request for an exec of `task`.
-fn exec_request(config: &ExecConfig, task: &Task) -> SpawnRequest {
-    SpawnRequest::Exec {
-        config: Box::new(config.clone()),
-        join_also: task.join_also,
     }
 }
 

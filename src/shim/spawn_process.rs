@@ -13,7 +13,7 @@ use super::process::{Kind, Process};
 use crate::cgroups::Cgroup;
 use crate::container::hooks::{HookKind, StateBase, spec_hooks};
 use crate::io::ProcessIo;
-use crate::spawn::client::{Requested, Setup, SpawnError};
+use crate::spawn::client::{EarlyInit, Setup, SpawnError};
 use crate::spawn::protocol::SpawnRequest;
 
 use super::create::Announce;
@@ -21,20 +21,34 @@ use super::create::Announce;
 /// How long a spawn may wait for its helper's reap before it goes on without it.
 const HELPER_EXIT_LIMIT: Duration = Duration::from_secs(5);
 
-/// Hands the helper of a request sent ahead ([`crate::spawn::client::Spawner::request`]) the
-/// process's cgroup and stdio (sync 0), waits until its setup is done (sync 1 and 2) and
-/// registers it with the reaper. The exit of a process that dies before it is registered is
-/// parked.
+/// How a spawn's request reaches the spawner.
+pub(super) enum Delivery<'a> {
+    /// Sent now, with the stdio and, for an exec, the init's pidfd.
+    Now(Option<&'a OwnedFd>),
+    /// Sent ahead by Create ([`crate::spawn::client::Spawner::request_init`], while holding a
+    /// spawn guard of its own); sync 0 brings the cgroup and the stdio.
+    Ahead(EarlyInit, Option<&'a Cgroup>),
+}
+
+/// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
+/// it with the reaper. The exit of a process that dies before it is registered is parked.
 pub(super) fn spawn_process(
     daemon: &Daemon,
-    (request, requested, cgroup): (&SpawnRequest, Requested, Option<&Cgroup>),
+    (request, delivery): (&SpawnRequest, Delivery<'_>),
     (io, stdio): (&ProcessIo, [OwnedFd; 3]),
     (container_id, kind, id): (&str, Kind, &str),
     order: &Arc<ExitOrder>,
     announce: Option<Announce<'_>>,
 ) -> Result<Arc<Process>, TaskError> {
     let _parking = daemon.exits.begin_spawn();
-    let spawned = requested.go(cgroup, [&stdio[0], &stdio[1], &stdio[2]]);
+    let stdio_refs = [&stdio[0], &stdio[1], &stdio[2]];
+    let spawned = match delivery {
+        Delivery::Now(init_pidfd) => daemon
+            .spawner
+            .get(&daemon.exits)?
+            .spawn(request, stdio_refs, init_pidfd),
+        Delivery::Ahead(early, cgroup) => early.go(cgroup, stdio_refs),
+    };
     let (mut pending, pidfd) = spawned.map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);

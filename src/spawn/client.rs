@@ -131,24 +131,41 @@ impl Spawner {
         }
     }
 
-    /// Sends a request for a new process ahead of its cgroup and stdio: the spawner decodes it
-    /// and forks its helper while the caller does its own part, then hands those over with
-    /// [`Requested::go`] (sync 0). `init_pidfd` is the container init's pidfd, for an exec.
+    /// Asks for a new process and waits for sync 1; returns it with its pidfd.
     ///
     /// Several threads may call this at once: every `sendmsg` on a SEQPACKET socket is one whole
     /// record, and the answers come back on per-request sync sockets.
-    pub fn request(
+    ///
+    /// `init_pidfd` is the container init's pidfd, for an exec request.
+    pub fn spawn(
         &self,
         request: &SpawnRequest,
+        stdio: [&OwnedFd; 3],
         init_pidfd: Option<&OwnedFd>,
-    ) -> Result<Requested, SpawnError> {
+    ) -> Result<(PendingProcess, OwnedFd), SpawnError> {
         let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
-        let mut fds: Vec<RawFd> = vec![child_end.as_raw_fd()];
+        let mut fds: Vec<RawFd> = vec![
+            child_end.as_raw_fd(),
+            stdio[0].as_raw_fd(),
+            stdio[1].as_raw_fd(),
+            stdio[2].as_raw_fd(),
+        ];
         fds.extend(init_pidfd.map(|fd| fd.as_raw_fd()));
         protocol::send(self.channel.as_raw_fd(), request, &fds).map_err(SpawnError::Request)?;
-        // Only the helper and the process may hold the other end now (`child_end` closes
-        // here), so end-of-file means they are gone.
-        Ok(Requested { sync: Some(sync) })
+        // Only the helper and the init may hold the other end now, so end-of-file means they
+        // are gone.
+        drop(child_end);
+        wait_spawned(sync)
+    }
+
+    /// Sends an `Init` request ahead of its cgroup and stdio: the spawner decodes it and
+    /// forks its helper while the caller mounts the rootfs, makes the cgroup and opens stdio,
+    /// then hands those over with [`EarlyInit::go`] (sync 0).
+    pub fn request_init(&self, request: &SpawnRequest) -> Result<EarlyInit, SpawnError> {
+        let (sync, child_end) = seqpacket_pair().map_err(SpawnError::Socket)?;
+        protocol::send(self.channel.as_raw_fd(), request, &[child_end.as_raw_fd()])
+            .map_err(SpawnError::Request)?;
+        Ok(EarlyInit { sync: Some(sync) })
     }
 }
 
@@ -187,20 +204,19 @@ fn wait_spawned(sync: OwnedFd) -> Result<(PendingProcess, OwnedFd), SpawnError> 
     }
 }
 
-/// A request the spawner has, its helper waiting for sync 0. Dropped without
-/// [`Requested::go`] (a step before it failed, an exec deleted unstarted), it closes its end and
-/// waits, bounded, until the helper's end is closed too: the helper then exits without having
-/// joined or cloned anything.
-pub struct Requested {
+/// An `Init` request the spawner has, waiting for sync 0. Dropped without [`EarlyInit::go`]
+/// (a step before it failed), it closes its end and waits, bounded, until the helper's end is
+/// closed too: the helper then exits without having joined or cloned anything.
+pub struct EarlyInit {
     sync: Option<OwnedFd>,
 }
 
-/// How long a dropped [`Requested`] waits for its helper to let go of the sync socket.
+/// How long a dropped [`EarlyInit`] waits for its helper to let go of the sync socket.
 const ABANDON_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl Requested {
-    /// Sync 0: the cgroup to join and the process's stdio; then waits for sync 1 (`Spawned`)
-    /// and returns the process with its pidfd.
+impl EarlyInit {
+    /// Sync 0: the cgroup to join and the init's stdio; then waits for sync 1 like
+    /// [`Spawner::spawn`].
     pub fn go(
         mut self,
         cgroup: Option<&crate::cgroups::Cgroup>,
@@ -218,7 +234,7 @@ impl Requested {
             return match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
                 Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
                 _ => Err(SpawnError::Sync {
-                    step: "hand the helper the cgroup and stdio",
+                    step: "hand the init its cgroup and stdio",
                     source,
                 }),
             };
@@ -227,7 +243,7 @@ impl Requested {
     }
 }
 
-impl Drop for Requested {
+impl Drop for EarlyInit {
     fn drop(&mut self) {
         let Some(sync) = self.sync.take() else {
             return;
@@ -257,7 +273,7 @@ impl Drop for Requested {
         }
         if std::time::Instant::now() >= deadline {
             log::warn!(
-                "spawn helper kept its sync socket open {ABANDON_LIMIT:?} after it was let go"
+                "spawn helper kept its sync socket open {ABANDON_LIMIT:?} after Create gave up"
             );
         }
     }

@@ -8,13 +8,11 @@
 //! - one sync socket per container process (daemon ↔ helper and init), carrying [`SyncMessage`]s.
 //!
 //! The sync sequence, numbered the same way where each side implements it:
-//! 0. daemon → helper: `Go { cgroup }` with the new process's stdin, stdout and stderr. The
-//!    request goes out ahead of them, so that the spawner's decoding of it and the helper's
-//!    fork run while the daemon does its own part: for an init, sent once the spec is checked,
-//!    while the daemon mounts the rootfs, makes the cgroup and opens stdio; for an exec, sent
-//!    by the Exec RPC, before containerd's Start. The helper changes nothing about itself
-//!    before `Go`. If the daemon gives up instead (a failed step, an exec deleted unstarted),
-//!    it closes its end, and the helper exits.
+//! 0. daemon → helper, for an init only: `Go { cgroup }` with the init's stdin, stdout and
+//!    stderr. The `Init` request goes out as soon as the spec is checked, so that the
+//!    spawner's decoding of it and the helper's fork run while the daemon mounts the rootfs,
+//!    makes the cgroup and opens stdio; the helper waits for `Go` before it joins anything.
+//!    If one of those steps fails the daemon closes its end instead, and the helper exits.
 //! 1. helper → daemon: `Spawned { pid, helper }` with the init's pidfd (or `Failed`); the helper
 //!    exits right after, and the daemon waits for its reap so no helper outlives a Create.
 //! 2. init → daemon: `RuntimeHooks`, only when the spec has `prestart` or `createRuntime`
@@ -59,7 +57,8 @@ pub const MAX_RECORD: usize = 1 << 20;
 const MAX_FDS: usize = 8;
 
 /// A request for a new container process. Its fds travel with it, in this order: the sync socket,
-/// then (for `Exec`) the init's pidfd. The process's cgroup and stdio come with sync 0 (`Go`).
+/// then (for `Exec`) stdin, stdout and stderr of the new process and the init's pidfd. An
+/// `Init` carries only the sync socket: its cgroup and stdio come with sync 0 (`Go`).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum SpawnRequest {
     /// A container's init: new or joined namespaces, its cgroup (from `Go`), then the full
@@ -72,6 +71,7 @@ pub enum SpawnRequest {
     /// through the init's pidfd, so never a recycled pid's), then the process-level setup.
     Exec {
         config: Box<ExecConfig>,
+        cgroup: Option<Cgroup>,
         /// `CLONE_NEWUSER` and/or `CLONE_NEWTIME` when the init has such a namespace of its
         /// own, which the exec then joins too (joining one's own user namespace is an error).
         join_also: u64,
@@ -98,7 +98,7 @@ impl SpawnRequest {
     /// How many fds travel with this request.
     pub fn fd_count(&self) -> usize {
         match self {
-            SpawnRequest::Exec { .. } => 2,
+            SpawnRequest::Exec { .. } => 5,
             SpawnRequest::Init { .. } | SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => 1,
         }
     }
@@ -107,9 +107,8 @@ impl SpawnRequest {
 /// Messages on a process's sync socket (see the module docs for their order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncMessage {
-    /// Sync 0: the daemon's part is done (for an init, the rootfs is mounted and the cgroup
-    /// made); join the cgroup and clone the process (its stdin, stdout and stderr travel with
-    /// this record).
+    /// Sync 0, for an init: the rootfs is mounted and the cgroup made; join it and clone the
+    /// init (its stdin, stdout and stderr travel with this record).
     Go { cgroup: Option<Cgroup> },
     /// Sync 1: the init exists; its host pid (its pidfd travels with this record) and the pid of
     /// the helper that sent this and is exiting.

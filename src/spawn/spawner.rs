@@ -183,10 +183,10 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
     // inherit it.
     let _ = nix::unistd::close(channel);
     let _ = prctl::set_name(c"sibling-helper");
-    // fds (checked by handle_request): sync, then for an exec the init's pidfd. The stdio
-    // comes with sync 0.
+    // fds (checked by handle_request): sync, then for an exec stdin, stdout, stderr and the
+    // init's pidfd. An init's stdio comes with sync 0.
     let sync = fds.remove(0);
-    let init_pidfd = fds.pop();
+    let init_pidfd = (fds.len() == 4).then(|| fds.remove(3));
     // For an exec's LSM labels: the host's /proc, before the container's replaces it. Only
     // an exec that asks for a label needs it (an open and an fstatfs saved on every other).
     let host_proc = match &request {
@@ -206,17 +206,18 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             )
         }
         SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => exit_now(1),
-        SpawnRequest::Exec { config, join_also } => match &init_pidfd {
-            Some(pidfd) => {
-                let (cgroup, stdio) = wait_for_go(&sync);
-                (
-                    set_inherited_attributes(Some(&config.process), &NamespacePlan::default())
-                        .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_also)),
-                    0,
-                    stdio,
-                )
-            }
-            None => exit_now(1),
+        SpawnRequest::Exec {
+            cgroup,
+            config,
+            join_also,
+        } => match (&init_pidfd, <[OwnedFd; 3]>::try_from(fds)) {
+            (Some(pidfd), Ok(stdio)) => (
+                set_inherited_attributes(Some(&config.process), &NamespacePlan::default())
+                    .and_then(|()| enter_container_of(cgroup.as_ref(), pidfd, *join_also)),
+                0,
+                stdio,
+            ),
+            _ => exit_now(1),
         },
     };
     let into_cgroup = match entered {
