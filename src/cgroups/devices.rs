@@ -12,8 +12,8 @@
 //!
 //! v1: the rules are written, in order, each to `devices.deny` or `devices.allow` (one open
 //! file each; a rule that repeats one of the same run is left out, as it cannot change the
-//! list), before the init is cloned into the cgroup. An Update moves from the current list (`devices.list`) to
-//! the new one without a moment of "deny everything" for devices both allow: the new
+//! list), before the init is cloned into the cgroup. An Update moves from the current list
+//! (`devices.list`) to the new one without a moment of "deny everything" for devices both allow: the new
 //! exceptions are added first, then what only the old list allowed is taken away (what runc's
 //! device emulator does). Where either list is allow-all it is rewritten from the deny-all.
 //!

@@ -230,7 +230,7 @@ impl EarlyInit {
         };
         let fds = stdio.map(AsRawFd::as_raw_fd);
         if let Err(source) = protocol::send(sync.as_raw_fd(), &go, &fds) {
-            // The helper may have said why it is gone (its attributes failed).
+            // The spawner may have said why there is no helper (it could not clone one).
             return match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
                 Ok((SyncMessage::Failed { error }, _)) => Err(SpawnError::Failed(error)),
                 _ => Err(SpawnError::Sync {
