@@ -701,6 +701,78 @@ fn exec_lifecycle_output_events_and_parentage() {
     kill_delete_and_shut_down(&fake, &shim, id);
 }
 
+/// An exec without a terminal does not wait for a Start message: it runs its program as soon
+/// as its setup is done, while the daemon registers it. Its exit may then be reaped before
+/// Start has returned; TaskExecStarted must still come first, with the pid Start returned, and
+/// Start must still report a failed `execve`.
+#[test]
+#[ignore = "needs root"]
+fn execs_that_exit_at_once_are_announced_started_before_their_exit() {
+    if !require_root() {
+        return;
+    }
+    let fake = FakeContainerd::new("execfast");
+    let id = "execfast";
+    let (shim, _) = start_sleeping_container(&fake, id);
+    const EXECS: usize = 20;
+    let mut pids = Vec::new();
+    for n in 0..EXECS {
+        let exec_id = format!("t{n}");
+        let code = (n % 3).to_string();
+        let req = fake.exec_request(
+            id,
+            &exec_id,
+            &["/bin/sh", "-c", &format!("exit {code}")],
+            "",
+        );
+        shim.task.exec(ctx(), &req).expect("exec");
+        let pid = start_exec(&shim, id, &exec_id).expect("start exec").pid;
+        assert!(pid > 0);
+        assert_eq!(wait_exec(&shim, id, &exec_id).exit_status, (n % 3) as u32);
+        pids.push(pid);
+    }
+    // A binary that is not there: Start fails (the process's `execve` did), as runc's shim's.
+    let missing = fake.exec_request(id, "missing", &["/no/such/binary"], "");
+    shim.task.exec(ctx(), &missing).expect("exec");
+    let refused = start_exec(&shim, id, "missing").expect_err("start of a missing binary");
+    assert!(
+        format!("{refused:?}").contains("/no/such/binary"),
+        "the error names the binary: {refused:?}"
+    );
+
+    let events = fake.events_for(id, 2 + 3 * EXECS + 1);
+    let execs: Vec<&Recorded> = events
+        .iter()
+        .filter(|e| e.id.starts_with('t') && e.id[1..].parse::<usize>().is_ok())
+        .collect();
+    assert_eq!(execs.len(), 3 * EXECS, "events: {execs:?}");
+    for (n, triple) in execs.chunks(3).enumerate() {
+        let exec_id = format!("t{n}");
+        let seen: Vec<(&str, &str)> = triple
+            .iter()
+            .map(|e| (e.topic.as_str(), e.id.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/tasks/exec-added", exec_id.as_str()),
+                ("/tasks/exec-started", exec_id.as_str()),
+                ("/tasks/exit", exec_id.as_str()),
+            ]
+        );
+        assert_eq!((triple[1].pid, triple[2].pid), (pids[n], pids[n]));
+        assert_eq!(triple[2].exit_status, Some((n % 3) as u32));
+    }
+    // The failed exec was never started: no TaskExecStarted for it.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.topic == "/tasks/exec-started" && e.id == "missing"),
+        "events: {events:?}"
+    );
+    kill_delete_and_shut_down(&fake, &shim, id);
+}
+
 #[test]
 #[ignore = "needs root"]
 fn every_exec_exit_is_published_before_the_init_exit() {

@@ -53,8 +53,12 @@ struct State {
 
 /// What Start does to let a created process run.
 enum Starter {
-    /// A spawned process: sync 3/4 on its socket.
+    /// A spawned process waiting for Start: sync 5 and 6 on its socket.
     Spawned(PendingProcess),
+    /// A spawned process that did not wait for Start (an exec without a terminal, see
+    /// `SpawnRequest::waits_for_start`): it is in phase `Starting` from the first, so its exit
+    /// is held back until Start confirmed its `execve` (sync 6) and published TaskExecStarted.
+    Execing(PendingProcess),
     /// A process CRIU restored, stopped: resume it (`restore`).
     Restored(Box<dyn FnOnce() -> Result<(), TaskError> + Send>),
 }
@@ -81,14 +85,21 @@ pub struct Process {
 }
 
 impl Process {
+    /// A spawned process; `waits_for_start` tells whether it waits for Start (sync 5) or is
+    /// already on its way to `execve`.
     pub fn new(
         container_id: &str,
         (kind, id): (Kind, &str),
-        (pending, pidfd): (PendingProcess, OwnedFd),
+        (pending, pidfd, waits_for_start): (PendingProcess, OwnedFd, bool),
         events: EventQueue,
         order: Arc<ExitOrder>,
     ) -> Self {
         let pid = pending.pid.as_raw() as u32;
+        let (phase, starter) = if waits_for_start {
+            (Phase::Created, Starter::Spawned(pending))
+        } else {
+            (Phase::Starting, Starter::Execing(pending))
+        };
         Process {
             container_id: container_id.to_owned(),
             id: id.to_owned(),
@@ -96,9 +107,9 @@ impl Process {
             pid,
             pidfd,
             state: Mutex::new(State {
-                phase: Phase::Created,
+                phase,
                 exit: None,
-                pending: Some(Starter::Spawned(pending)),
+                pending: Some(starter),
             }),
             exited: Condvar::new(),
             events,
@@ -145,17 +156,23 @@ impl Process {
     pub fn start(&self) -> Result<(), TaskError> {
         let pending = {
             let mut state = self.lock();
-            if state.exit.is_some() {
-                return Err(TaskError::precondition("process already finished"));
+            // Already in `Starting`, and it may have exited (held back): only sync 6 is left.
+            if matches!(state.pending, Some(Starter::Execing(_))) {
+                state.pending.take()
+            } else {
+                if state.exit.is_some() {
+                    return Err(TaskError::precondition("process already finished"));
+                }
+                if state.phase != Phase::Created {
+                    return Err(TaskError::precondition("process already started"));
+                }
+                state.phase = Phase::Starting;
+                state.pending.take()
             }
-            if state.phase != Phase::Created {
-                return Err(TaskError::precondition("process already started"));
-            }
-            state.phase = Phase::Starting;
-            state.pending.take()
         };
         let result = match pending {
             Some(Starter::Spawned(pending)) => pending.start().map_err(TaskError::from_spawn),
+            Some(Starter::Execing(pending)) => pending.wait_exec().map_err(TaskError::from_spawn),
             Some(Starter::Restored(resume)) => resume(),
             None => Err(TaskError::precondition("process has no start channel")),
         };
@@ -215,8 +232,12 @@ impl Process {
             // From now on no exec may be added, even before the init's TaskExit is due.
             self.order.init_exited();
         }
-        // An init that never started must not wait for a Start that cannot come.
-        state.pending = None;
+        // An init that never started must not wait for a Start that cannot come. A process
+        // that did not wait for Start keeps its socket: sync 6 (or its `Failed`) is still to
+        // be read there.
+        if state.phase == Phase::Created {
+            state.pending = None;
+        }
         if state.phase != Phase::Starting {
             self.publish_exit(&exit);
         }

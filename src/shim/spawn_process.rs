@@ -14,6 +14,7 @@ use crate::cgroups::Cgroup;
 use crate::container::hooks::{HookKind, StateBase, spec_hooks};
 use crate::io::ProcessIo;
 use crate::spawn::client::{EarlyInit, Setup, SpawnError};
+use crate::spawn::clone::pidfd_send_signal;
 use crate::spawn::protocol::SpawnRequest;
 
 use super::create::Announce;
@@ -75,9 +76,15 @@ pub(super) fn spawn_process(
     for warning in ready.warnings {
         log::warn!("{container_id}/{id}: {warning}");
     }
+    let waits_for_start = request.waits_for_start();
     // The terminal's copy, and the stdin copy that ends with the process (its pidfd).
-    io.attach(&pidfd, ready.console)
-        .map_err(|e| TaskError::internal(e.to_string()))?;
+    if let Err(e) = io.attach(&pidfd, ready.console) {
+        // A process that did not wait for Start may be running its program already.
+        if !waits_for_start {
+            let _ = pidfd_send_signal(&pidfd, nix::libc::SIGKILL);
+        }
+        return Err(TaskError::internal(e.to_string()));
+    }
     // `process.consoleSize` (nerdctl and Docker set it for `-t`): the terminal's size before
     // the program runs; containerd's ResizePty may change it later.
     if let Some(size) = console_size(request) {
@@ -93,7 +100,7 @@ pub(super) fn spawn_process(
     let process = Arc::new(Process::new(
         container_id,
         (kind, id),
-        (pending, pidfd),
+        (pending, pidfd, waits_for_start),
         daemon.events.clone(),
         Arc::clone(order),
     ));

@@ -396,6 +396,13 @@ impl PendingProcess {
         const STEP: &str = "start the container process";
         protocol::send_sync(&self.sync, &SyncMessage::Start)
             .map_err(|source| SpawnError::Sync { step: STEP, source })?;
+        self.wait_exec()
+    }
+
+    /// Sync 6 alone, for a process that did not wait for `Start` (see
+    /// `SpawnRequest::waits_for_start`): returns once `execve` succeeded.
+    pub fn wait_exec(self) -> Result<(), SpawnError> {
+        const STEP: &str = "start the container process";
         match protocol::receive::<SyncMessage>(self.sync.as_raw_fd()) {
             // The close-on-exec end closed: execve succeeded.
             Err(ProtocolError::Closed) => Ok(()),

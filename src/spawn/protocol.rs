@@ -21,7 +21,8 @@
 //! 3. daemon → init: `HooksRan`; on a failed hook the daemon closes its end instead (and fails
 //!    Create), and the init exits. The init then runs `createContainer` and pivots.
 //! 4. init → daemon: `Ready` once every setup step is done (or `Failed`).
-//! 5. daemon → init: `Start`.
+//! 5. daemon → init: `Start`. An exec without a terminal does not wait for it (see
+//!    [`SpawnRequest::waits_for_start`]): it goes on to 6 right after sending `Ready`.
 //! 6. init: runs `startContainer`, then `execve`. The init's end is close-on-exec, so
 //!    end-of-file on the daemon's end means `execve` succeeded; otherwise the init sends
 //!    `Failed` first.
@@ -95,6 +96,21 @@ pub enum SpawnRequest {
 pub const SCOPE_HOLDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl SpawnRequest {
+    /// Whether the new process waits for `Start` (sync 5) before its `execve`. An init does:
+    /// it must not run before Start. An exec's Start is the request that made it, so nothing
+    /// is left to wait for, but for a terminal: the daemon sets the terminal's size
+    /// (`consoleSize`) between sync 4 and 5, before the program can read it. Not waiting saves
+    /// a round trip between the daemon and the process on every other exec; the daemon holds
+    /// back the exec's exit until TaskExecStarted went out, as for an exit during Start.
+    pub fn waits_for_start(&self) -> bool {
+        match self {
+            SpawnRequest::Exec { config, .. } => config.process.terminal() == Some(true),
+            SpawnRequest::Init { .. } | SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => {
+                true
+            }
+        }
+    }
+
     /// How many fds travel with this request.
     pub fn fd_count(&self) -> usize {
         match self {
@@ -117,7 +133,8 @@ pub enum SyncMessage {
     RuntimeHooks,
     /// Sync 3: they ran; go on (`createContainer`, pivot_root, the rest of the setup).
     HooksRan,
-    /// Sync 4: setup finished; the init waits for `Start`. The warnings name what the setup
+    /// Sync 4: setup finished; the init waits for `Start` (an exec without a terminal does
+    /// not: it execs right after). The warnings name what the setup
     /// skipped, for the daemon's log (the init has no logger).
     Ready { warnings: Vec<String> },
     /// 5. Go ahead and `execve` (after the `startContainer` hooks).

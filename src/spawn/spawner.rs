@@ -252,6 +252,7 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
             IdmappedTrees::default()
         }
     };
+    let waits_for_start = request.waits_for_start();
     match clone_sibling(new_flags, true, into_cgroup.as_ref()) {
         Ok(Cloned::Child) => {
             // A host cgroup directory: nothing the container's process may hold, even until
@@ -277,7 +278,9 @@ fn run_helper(channel: RawFd, request: SpawnRequest, mut fds: Vec<OwnedFd>) -> !
                     drop(host_proc);
                     run_init(&config, sync, stdio, idmapped)
                 }
-                SpawnRequest::Exec { config, .. } => run_exec(&config, sync, stdio, host_proc),
+                SpawnRequest::Exec { config, .. } => {
+                    run_exec(&config, sync, stdio, (host_proc, waits_for_start))
+                }
                 SpawnRequest::Hooks { .. } | SpawnRequest::HoldScope => exit_now(1),
             }
         }
@@ -433,7 +436,7 @@ fn join_cgroup_namespace(init_pidfd: &OwnedFd) -> Result<(), String> {
 fn run_init(config: &InitConfig, sync: OwnedFd, stdio: [OwnedFd; 3], idmapped: IdmappedTrees) -> ! {
     let mut runtime_hooks = || runtime_hooks(&sync);
     let prepared = crate::container::init::prepare(config, stdio, idmapped, &mut runtime_hooks);
-    run_prepared(prepared, sync)
+    run_prepared(prepared, sync, true)
 }
 
 /// Sync 2 and 3: asks the daemon to run the `prestart` and `createRuntime` hooks and waits
@@ -448,20 +451,22 @@ fn runtime_hooks(sync: &OwnedFd) -> Result<(), String> {
     }
 }
 
-/// An exec'd process: the same sync steps after the process-level setup.
+/// An exec'd process: the same sync steps after the process-level setup, but sync 5 only
+/// when `waits_for_start` (see `SpawnRequest::waits_for_start`).
 fn run_exec(
     config: &ExecConfig,
     sync: OwnedFd,
     stdio: [OwnedFd; 3],
-    host_proc: Option<HostProc>,
+    (host_proc, waits_for_start): (Option<HostProc>, bool),
 ) -> ! {
     let prepared = crate::container::init::prepare_exec(config, stdio, host_proc);
-    run_prepared(prepared, sync)
+    run_prepared(prepared, sync, waits_for_start)
 }
 
 fn run_prepared(
     prepared: Result<crate::container::init::Exec, crate::container::init::InitError>,
     sync: OwnedFd,
+    waits_for_start: bool,
 ) -> ! {
     let exec = match prepared {
         Ok(exec) => exec,
@@ -478,15 +483,16 @@ fn run_prepared(
     if protocol::send(sync.as_raw_fd(), &ready, &console).is_err() {
         exit_now(1);
     }
-    match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
-        Ok((SyncMessage::Start, _)) => {
-            let error = exec.exec();
-            fail(&sync, error.to_string());
-            exit_now(127)
+    if waits_for_start {
+        match protocol::receive::<SyncMessage>(sync.as_raw_fd()) {
+            Ok((SyncMessage::Start, _)) => {}
+            // The daemon gave up on this container (or died): never run it.
+            _ => exit_now(1),
         }
-        // The daemon gave up on this container (or died): never run it.
-        _ => exit_now(1),
     }
+    let error = exec.exec();
+    fail(&sync, error.to_string());
+    exit_now(127)
 }
 
 fn fail(sync: &OwnedFd, error: String) {
