@@ -193,11 +193,18 @@ pub fn check_daemon(path: &Path) -> Liveness {
     };
     let task = containerd_shim_protos::shim_sync::TaskClient::new(client);
     let deadline = context::with_timeout(LIVENESS_TIMEOUT.as_nanos() as i64);
-    match task.connect(deadline, &ConnectRequest::default()) {
+    let liveness = match task.connect(deadline, &ConnectRequest::default()) {
         // Any answer, an error status too, comes from a serving daemon.
         Ok(_) | Err(ttrpc::Error::RpcStatus(_)) => Liveness::Answers,
         Err(_) => Liveness::Silent,
-    }
+    };
+    // Never dropped: ttrpc 0.9's sync client closes its socket on drop while its receiver
+    // thread, between its readiness poll and its read, holds the bare fd number without a
+    // reference; an fd opened meanwhile under that number (the next daemon's socket, a slot
+    // file) would be read by that thread. This runs only in the short-lived `start` and
+    // `delete` actions, whose exit closes it.
+    std::mem::forget(task);
+    liveness
 }
 
 /// The part of a slot's name that sets apart daemons of another binary (an upgrade replaced

@@ -477,6 +477,23 @@ pub struct Shim {
     pub task: TaskClient,
 }
 
+/// Every shim client this test process made, kept until it exits. ttrpc 0.9's sync client
+/// closes its socket when dropped, while its receiver thread, between its readiness poll and
+/// its read, holds the bare fd number without a reference: an fd another test's thread opens
+/// meanwhile gets that number (the lowest free one), and the stale thread reads from it. An
+/// output FIFO's read end opened so lost what the stale thread swallowed (seen in full runs,
+/// two tests at a time: a terminal exec's output cut after its first line), and another
+/// client's socket would lose a reply. Kept clients never free their numbers.
+static KEPT_CLIENTS: Mutex<Vec<TaskClient>> = Mutex::new(Vec::new());
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        if let Ok(mut kept) = KEPT_CLIENTS.lock() {
+            kept.push(self.task.clone());
+        }
+    }
+}
+
 pub fn ctx() -> context::Context {
     context::with_timeout(Duration::from_secs(30).as_nanos() as i64)
 }
