@@ -96,6 +96,7 @@ fn run_spawner(channel: RawFd, daemon: Pid, death_signal: bool) -> ! {
         exit_now(1);
     }
     close_fds_except(channel);
+    warm_up();
     loop {
         match protocol::receive::<SpawnRequest>(channel) {
             Ok((request, fds)) => handle_request(channel, request, fds),
@@ -104,6 +105,24 @@ fn run_spawner(channel: RawFd, daemon: Pid, death_signal: bool) -> ! {
             // daemon sees its sync socket close and reports that.
             Err(_) => continue,
         }
+    }
+}
+
+/// Encodes and decodes a request shaped like a Create's once, while the spawner waits for its
+/// first: the first decode in a fresh process faults in the decoder's code and grows the heap,
+/// which otherwise lies on the first Create's path.
+fn warm_up() {
+    let request = SpawnRequest::Init {
+        config: Box::new(InitConfig {
+            id: String::new(),
+            spec: oci_spec::runtime::Spec::default(),
+            rootfs: std::path::PathBuf::new(),
+            bundle: std::path::PathBuf::new(),
+        }),
+        namespaces: NamespacePlan::default(),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&request) {
+        let _ = serde_json::from_slice::<SpawnRequest>(&bytes);
     }
 }
 
