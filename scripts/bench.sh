@@ -79,3 +79,13 @@ shim="$("$repo/target/$release/containerd-shim-sibling-v2" -v | tr -s "\n\t " " 
     --execs "${BENCH_EXECS:-100}" \
     --shared-socket "$shared/c.sock" --shared-parent "$shared_parent" \
     --shared-config "$shared/sibling.toml"
+
+# Section 6: sibling's cold daemon start, measured inside the daemon. It logs the breakdown only
+# when containerd runs it with -debug, so this runs against a containerd of its own at debug
+# level (its logging would weigh on the figures above), after them.
+report="${BENCH_OUT:-$repo/docs}/BENCHMARKS.md"
+{
+    printf '\n## 6. sibling'"'"'s cold daemon start\n\n'
+    printf 'Measured inside (src/shim/cold_start.rs): `start` hands the daemon two timestamps and the daemon logs, once it serves, how long each step took; containerd passes `-debug` only at debug level, so these %s `ctr run --rm ... /bin/true` ran against a private containerd at debug level of their own, after the scenarios above (scripts/perf-cold-start.sh). The exec of `start` up to its `main` comes before the first clock read and is not in it. Milliseconds.\n\n' "${BENCH_COLD:-23}"
+    SHIM_DIR=$repo/target/$release FORMAT=markdown scripts/perf-cold-start.sh "${BENCH_COLD:-23}"
+} >>"$report"
