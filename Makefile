@@ -153,6 +153,16 @@ demo:
 bench:
 	scripts/bench.sh
 
+# sibling against runc.v2 with runc and runc.v2 with crun (trixie's, by scripts/fetch-trixie.sh)
+# in the pure cgroup v2 VM, where crun runs: `ctr run --rm` ratios in one run, written to
+# docs/bench/vm-crun.md (bench/vm/crun-ratios.sh; BENCH_VM_RUNS sets the runs per runtime).
+.PHONY: bench-vm
+bench-vm: build image
+	scripts/fetch-trixie.sh crun >/dev/null
+	VM_TIMEOUT=$${VM_TIMEOUT:-1500} VM_ENV="BENCH_VM_RUNS" scripts/vm/cgroup-v2-vm.sh \
+		bench/vm/crun-ratios.sh $(CURDIR)/build/crun/usr/bin/crun >docs/bench/vm-crun.md.new
+	mv docs/bench/vm-crun.md.new docs/bench/vm-crun.md
+
 # bench/ and tests/cri/ are linted too.
 lint:
 	$(CARGO) fmt --check
