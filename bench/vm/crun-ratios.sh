@@ -52,6 +52,8 @@ for i in $(seq "$runs"); do
     done
 done
 
+echo "# sibling, runc.v2 with runc and runc.v2 with crun, in the cgroup v2 VM"
+echo
 echo "Written by \`make bench-vm\` on $(date -u '+%Y-%m-%d %H:%M UTC') in the cgroup v2 VM (kernel $(uname -r), $(nproc) CPUs under TCG, software emulation): \`ctr run --rm ... /bin/sh -c 'exit 3'\`, $runs runs per runtime after 2 warm-ups, the three alternating run by run against one containerd ($(containerd --version | awk '{print $3}')). Under emulation every instruction is slow and absolute times mean nothing; **only the ratios are the claim**."
 echo
 echo "| runtime | median ms | p90 ms | sibling is |"
