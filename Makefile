@@ -26,11 +26,16 @@ TEST_ARGS ?=
 CONTAINERD_VERSIONS ?= 1.7 2.1
 E2E_TESTS := $(patsubst tests/%.rs,--test %,$(wildcard tests/e2e_*.rs))
 
-.PHONY: all build rootfs image bundles check test demo bench lint sweep clean
+.PHONY: all toolchain build rootfs image bundles check test demo bench lint sweep clean
 
 all: build
 
-build:
+# The standard library of the target .cargo/config.toml builds for (musl), added with rustup
+# when missing.
+toolchain:
+	@scripts/rust-target.sh
+
+build: toolchain
 	$(CARGO) build --release
 
 # The rootfs is rebuilt when busybox or the script changes. $(wildcard) keeps a missing busybox
@@ -53,7 +58,7 @@ bundles: rootfs
 # The first thing a contributor runs: formatting, clippy, and every test that needs no root
 # (unit tests; the protocol, security and end-to-end tests are marked `needs root` and reported
 # as ignored here). Under a minute after a build. `make test` runs everything.
-check:
+check: toolchain
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release
@@ -164,7 +169,7 @@ bench-vm: build image
 	mv docs/bench/vm-crun.md.new docs/bench/vm-crun.md
 
 # bench/ and tests/cri/ are linted too.
-lint:
+lint: toolchain
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check --manifest-path bench/Cargo.toml

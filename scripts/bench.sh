@@ -21,13 +21,14 @@ cd "$repo"
 scripts/install-missing.sh containerd runc busybox-static protobuf-compiler
 [ "$(id -u)" -eq 0 ] || { echo "bench: containers need root" >&2; exit 1; }
 
+scripts/rust-target.sh
 cargo build --release
 make --no-print-directory image
 # bench/ is its own workspace; its build directory is the one make test and lint use too.
 aux_target=$repo/target/aux
 # .cargo/config.toml names the build target (the binaries are static-pie): both workspaces
-# build into <target dir>/x86_64-unknown-linux-gnu/release.
-release=x86_64-unknown-linux-gnu/release
+# build into <target dir>/x86_64-unknown-linux-musl/release.
+release=x86_64-unknown-linux-musl/release
 # --workspace: the client and the null shim (bench/null-shim, io.containerd.null.v2).
 CARGO_TARGET_DIR=$aux_target cargo build --release --workspace --manifest-path bench/Cargo.toml
 

@@ -11,7 +11,7 @@
 #        both runtime classes the systemd cgroup driver; log level LOG_LEVEL, default
 #        debug),
 #        starts containerd in the background with SHIM_DIR (env; default: this
-#        repo's target/x86_64-unknown-linux-gnu/release, where .cargo/config.toml
+#        repo's target/x86_64-unknown-linux-musl/release, where .cargo/config.toml
 #        builds) first in PATH so `--runtime io.containerd.sibling.v2` finds
 #        containerd-shim-sibling-v2, logs to DIR/containerd.log, records its
 #        pid in DIR/containerd.pid and waits until `ctr -a DIR/c.sock version` answers.
@@ -218,7 +218,7 @@ start() {
         command -v ctr >/dev/null || die "ctr not installed (apt-get install containerd)"
     fi
     [ ! -e "$pidfile" ] || die "$dir already has a containerd (pid $(cat "$pidfile")); stop it first"
-    local shim_dir=${SHIM_DIR:-$repo/target/x86_64-unknown-linux-gnu/release}
+    local shim_dir=${SHIM_DIR:-$repo/target/x86_64-unknown-linux-musl/release}
     local netns=()
     if [ -n "${NETNS:-}" ]; then
         [ -e "/run/netns/$NETNS" ] || die "no network namespace /run/netns/$NETNS"

@@ -17,6 +17,7 @@ cd "$repo"
 scripts/install-missing.sh containerd busybox-static
 [ "$(id -u)" -eq 0 ] || { echo "demo: containers need root" >&2; exit 1; }
 
+scripts/rust-target.sh
 cargo build --release
 make --no-print-directory image
 
@@ -38,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SHIM_DIR=$repo/target/x86_64-unknown-linux-gnu/release scripts/containerd-private.sh start "$dir"
+SHIM_DIR=$repo/target/x86_64-unknown-linux-musl/release scripts/containerd-private.sh start "$dir"
 ctr() { command ctr -a "$dir/c.sock" -n "$NS" "$@"; }
 ctr image import --all-platforms "$repo/build/busybox-image.tar"
 

@@ -11,6 +11,15 @@ use containerd_shim_sibling_v2::shim;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 
+/// On musl, dlmalloc instead of musl's malloc, which maps and unmaps pages as small
+/// allocations come and go (Cargo.toml says what that cost). Every process this binary becomes
+/// uses it: `start`, the daemon, the spawner and its helpers, and a container's init until its
+/// execve. Its lock is taken around fork (pthread_atfork); the spawner forks and clones only
+/// while single-threaded.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     shim::cold_start::mark_main();
     let args: Vec<_> = std::env::args_os().collect();

@@ -249,10 +249,11 @@ fn task_create_event(req: &CreateTaskRequest, pid: u32) -> EventBody {
 /// `uid:gid`, so a container root that is unprivileged on the host may reopen them
 /// (`/dev/stdout` is `/proc/self/fd/1`), as runc's shim does with the same option.
 fn give_pipes_to(stdio: &[std::os::fd::OwnedFd; 3], uid: u32, gid: u32) -> Result<(), TaskError> {
-    const PIPEFS_MAGIC: i64 = 0x5049_5045;
+    // Not in nix. A literal, whose type is libc's (i64 on glibc, u64 on musl).
+    const PIPEFS_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x5049_5045);
     for fd in stdio {
         let on_pipefs =
-            nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type().0 == PIPEFS_MAGIC);
+            nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == PIPEFS_MAGIC);
         if on_pipefs {
             let owner = (
                 Some(nix::unistd::Uid::from_raw(uid)),

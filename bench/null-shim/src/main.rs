@@ -96,6 +96,10 @@ impl Flags {
     }
 }
 
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     let flags = Flags::parse();
     if flags.version {

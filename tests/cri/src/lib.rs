@@ -67,7 +67,7 @@ pub struct CriContainerd {
 }
 
 impl CriContainerd {
-    /// Starts it with the shim from target/x86_64-unknown-linux-gnu/release first in PATH, and imports the busybox and
+    /// Starts it with the shim from target/x86_64-unknown-linux-musl/release first in PATH, and imports the busybox and
     /// pause images into CRI's namespace.
     /// Pods can only use the host network: its CNI directories are empty.
     pub fn start() -> CriContainerd {
@@ -108,7 +108,7 @@ impl CriContainerd {
             .env("CRI", "1")
             .env(
                 "SHIM_DIR",
-                repo().join("target/x86_64-unknown-linux-gnu/release"),
+                repo().join("target/x86_64-unknown-linux-musl/release"),
             )
             .envs(env.iter().copied());
         if let Some((netns, conflist)) = network {
