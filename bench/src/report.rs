@@ -596,7 +596,8 @@ fn null_table(w: &mut String, lifecycle: &PerRuntime<Lifecycle>, null: &Lifecycl
         w,
         "containerd's own cost: the same lifecycle, in the same alternation, with a null shim \
          (bench/null-shim, `io.containerd.null.v2`): a shim built on the same ttrpc crates and \
-         linked as sibling is (static-pie, .cargo/config.toml), whose `start` execs its daemon \
+         linked as sibling is (static-pie on musl, .cargo/config.toml, with dlmalloc as its \
+         allocator), whose `start` execs its daemon \
          as a real shim does, and which answers Create, Start, Wait and \
          Delete at once and publishes their events, making no container. A runtime's *own* cost \
          is its median minus the null shim's. Milliseconds.\n"
