@@ -667,23 +667,26 @@ fn a_time_namespace_gets_its_offsets() {
     spec["linux"]["timeOffsets"] = serde_json::json!({"boottime": {"secs": 86400}});
     let container = Container::create(&fake, "timens", spec);
     container.start();
-    let host: f64 = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+    let host = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
     let (status, inside) = container
         .exec("e1", &["/bin/cat", "/proc/uptime"], None)
         .expect("exec");
     assert_eq!(status, 0);
     let inside = uptime(&inside);
-    // /proc/uptime has a resolution of 10 ms and an exec can finish within one tick: the
-    // difference can then be a hair under a day once the decimals are floats.
+    // In hundredths of a second, as /proc/uptime writes them: an exec can finish within one
+    // 10 ms tick, and the difference of two such readings as floats can be a hair under a day.
     assert!(
-        (86400.0 - 0.02..86400.0 + 600.0).contains(&(inside - host)),
-        "host uptime {host}, container uptime {inside}"
+        (86_400 * 100..(86_400 + 600) * 100).contains(&(inside - host)),
+        "host uptime {host}, container uptime {inside} (hundredths of a second)"
     );
     container.kill_and_delete();
 }
 
-fn uptime(text: &str) -> f64 {
-    text.split_whitespace().next().unwrap().parse().unwrap()
+/// The first field of /proc/uptime (`seconds.hundredths`) in hundredths of a second.
+fn uptime(text: &str) -> i64 {
+    let field = text.split_whitespace().next().unwrap();
+    let (secs, hundredths) = field.split_once('.').unwrap();
+    secs.parse::<i64>().unwrap() * 100 + hundredths.parse::<i64>().unwrap()
 }
 
 /// An AppArmor profile or SELinux label this host cannot apply fails Create (and an exec),

@@ -144,10 +144,11 @@ struct KernelSigaction {
 }
 
 /// Sets the disposition of `signal` to SIG_DFL with the raw rt_sigaction system call: the C
-/// library's sigaction refuses the real-time signals it reserves (32 and 33 in glibc, 32 to 34 in musl), and a
-/// process that inherited them ignored (containerd's children do) would pass that on across
-/// execve. Async-signal-safe: usable between fork and exec. Raw because no crate offers it
-/// safely: nix goes through the C library's sigaction, rustix's is unstable and unsafe.
+/// library's sigaction refuses the real-time signals it reserves (32 and 33 in glibc, 32 to 34
+/// in musl), and a process that inherited them ignored (containerd's children do) would pass
+/// that on across execve. Async-signal-safe: usable between fork and exec. Raw because no
+/// crate offers it safely: nix goes through the C library's sigaction, rustix's is unstable
+/// and unsafe.
 pub fn reset_signal_disposition(signal: libc::c_int) -> Result<(), Errno> {
     let action = KernelSigaction {
         handler: 0, // SIG_DFL
