@@ -2,16 +2,17 @@
 //! `start` (find or launch the daemon, print its address) and `delete` (clean up after a daemon
 //! that died).
 
-use std::os::fd::AsRawFd;
+use std::ffi::{CStr, CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use containerd_shim::Flags;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::shim::DeleteResponse;
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::unistd::{ForkResult, fork};
 
 use super::options::{ShimOptions, read_shim_options};
 use super::sealed_exe::seal;
@@ -129,6 +130,9 @@ fn listen_and_spawn(
 /// The pod (or explicit group) a container belongs to, from its spec's annotations.
 fn pod_group(bundle: &Path) -> Option<String> {
     let bytes = std::fs::read(bundle.join("config.json")).ok()?;
+    if !may_name_a_group(&bytes) {
+        return None;
+    }
     let spec = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
     GROUP_ANNOTATIONS
         .iter()
@@ -136,8 +140,25 @@ fn pod_group(bundle: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether a spec's text could hold one of the group annotations: a spec naming neither (no
+/// pod, the common case) is not parsed, which in a fresh process costs about 0.1 ms on every
+/// container's start. Only a `\u` escape could hide a key from this test (JSON may spell any
+/// character so); a spec with one is parsed.
+fn may_name_a_group(spec: &[u8]) -> bool {
+    let contains = |needle: &[u8]| spec.windows(needle.len()).any(|w| w == needle);
+    contains(b"\\u") || GROUP_ANNOTATIONS.iter().any(|key| contains(key.as_bytes()))
+}
+
 /// Launches the daemon: this binary again with no action, the listener as an inherited fd, in
 /// its own process group so signals aimed at containerd's group do not reach it.
+///
+/// `start` does not wait for the daemon's execve (as a spawn through `Command` would): the
+/// socket is bound and listening already, so containerd may connect and send Create while the
+/// daemon is still being loaded; they wait in the socket's backlog, and the daemon's start-up
+/// overlaps `start`'s exit and containerd's own work. Should the execve fail (nothing
+/// containerd could act on: the binary was open and sealed a moment ago), the child says so
+/// in the bundle's `log` FIFO, which containerd copies to its log, and containerd's connection
+/// is refused once nobody holds the listener.
 fn spawn_daemon(
     flags: &Flags,
     address: &str,
@@ -150,30 +171,112 @@ fn spawn_daemon(
     let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
     // Never the file on disk: a container must not be able to reach it (CVE-2019-5736).
     let (sealed, _) = seal(&exe)?;
-    let mut command = Command::new(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
-    command
-        .arg0(&exe)
-        .args(["-namespace", &flags.namespace, "-id", &flags.id])
-        .args(["-address", &flags.address, "-socket", address])
-        .env(LISTEN_FD_ENV, listener.as_raw_fd().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if !flags.publish_binary.is_empty() {
-        command.args(["-publish-binary", &flags.publish_binary]);
+    let program = format!("/proc/self/fd/{}", sealed.as_raw_fd());
+    let mut args = vec![exe.into_os_string()];
+    let mut arg = |a: &str| args.push(a.into());
+    for a in ["-namespace", &flags.namespace, "-id", &flags.id] {
+        arg(a);
     }
+    for a in ["-address", &flags.address, "-socket", address] {
+        arg(a);
+    }
+    if !flags.publish_binary.is_empty() {
+        arg("-publish-binary");
+        arg(&flags.publish_binary);
+    }
+    let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    let mut var = |name: &str, value: &str| vars.insert(name.into(), value.into());
+    var(LISTEN_FD_ENV, &listener.as_raw_fd().to_string());
     if flags.debug {
-        command.arg("-debug");
+        arg("-debug");
         // The cold start breakdown the daemon logs at debug level (cold_start.rs).
         let (name, value) = super::cold_start::env_for_daemon();
-        command.env(name, value);
+        var(name, &value);
     }
-    command.envs(env.iter().copied());
-    command
-        .spawn()
-        .map(drop)
-        .map_err(|e| format!("start shim daemon: {e}"))
+    for (name, value) in env {
+        var(name, value);
+    }
+    let to_c = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| "NUL in an argument".to_string());
+    let program = to_c(program.into_bytes())?;
+    let argv = args
+        .into_iter()
+        .map(|a| to_c(a.into_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = vars
+        .into_iter()
+        .map(|(name, value)| {
+            let mut pair = name.into_vec();
+            pair.push(b'=');
+            pair.extend(value.into_vec());
+            to_c(pair)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Everything the child needs, made before the fork: `start` may have threads (the
+    // sharing option's lock, a liveness probe's ttrpc client), so the child must not allocate.
+    let argv_p: Vec<*const nix::libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_p: Vec<*const nix::libc::c_char> = envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let null = nix::fcntl::open(
+        c"/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /dev/null: {e}"))?;
+    // SAFETY: the child makes only async-signal-safe system calls (setpgid, dup2, execve,
+    // open, write, _exit) on data prepared above, allocates nothing and never returns, so a
+    // lock another thread of `start` held at the fork cannot stop it.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => exec_daemon(&program, (&argv_p, &envp_p), &null),
+        // The daemon outlives `start` (it is re-parented when `start` exits) and is never
+        // waited for here.
+        Ok(ForkResult::Parent { .. }) => Ok(()),
+        Err(e) => Err(format!("start shim daemon: fork: {e}")),
+    }
+}
+
+/// The forked child of `spawn_daemon`: its own process group, stdio on /dev/null, then the
+/// daemon. Allocates nothing; never returns.
+fn exec_daemon(
+    program: &CStr,
+    (argv, envp): (&[*const nix::libc::c_char], &[*const nix::libc::c_char]),
+    null: &OwnedFd,
+) -> ! {
+    use nix::libc;
+    // SAFETY: plain system calls on fds and null-terminated arrays of pointers into CStrings
+    // that the parent's frame (copied into this child) keeps alive; execve returns only on
+    // failure, and _exit never returns.
+    unsafe {
+        libc::setpgid(0, 0);
+        // As `Command` leaves them: Rust ignores SIGPIPE, and an ignored signal survives
+        // execve; no signal blocked.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        for target in 0..3 {
+            libc::dup2(null.as_raw_fd(), target);
+        }
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let error = nix::errno::Errno::last().desc();
+        let log = libc::open(
+            c"log".as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        );
+        if log >= 0 {
+            let prefix = b"sibling: start: the shim daemon could not be executed: ";
+            for part in [&prefix[..], error.as_bytes(), b"\n"] {
+                libc::write(log, part.as_ptr().cast(), part.len());
+            }
+        }
+        libc::_exit(127)
+    }
 }
 
 fn write_address_file(address: &str) -> Result<(), String> {
@@ -230,4 +333,43 @@ fn remove_dead_socket(address: &str) {
 /// Unmounts every layer mounted on `target` (EINVAL: nothing, or nothing more, is mounted).
 fn unmount_all(target: &Path) {
     while umount2(target, MntFlags::MNT_DETACH).is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_of(spec: &serde_json::Value) -> Option<String> {
+        let dir = std::env::temp_dir().join(format!("pod-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), spec.to_string()).unwrap();
+        let group = pod_group(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        group
+    }
+
+    #[test]
+    fn the_group_comes_from_either_annotation_however_spelled() {
+        let spec =
+            |key: &str| serde_json::json!({"ociVersion": "1.0.2", "annotations": {key: "pod1"}});
+        for key in GROUP_ANNOTATIONS {
+            assert_eq!(group_of(&spec(key)).as_deref(), Some("pod1"), "{key}");
+        }
+        assert_eq!(group_of(&spec("io.example.other")), None);
+        assert_eq!(group_of(&serde_json::json!({"ociVersion": "1.0.2"})), None);
+        // A key spelled with an escape is still found (the text test lets it through).
+        let dir = std::env::temp_dir().join(format!("pod-group-esc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = r#"{"annotations": {"io.kubernetes.cri.sandbox\u002did": "pod2"}}"#;
+        std::fs::write(dir.join("config.json"), text).unwrap();
+        assert_eq!(pod_group(&dir).as_deref(), Some("pod2"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spec_without_the_keys_is_not_parsed() {
+        assert!(!may_name_a_group(br#"{"annotations": {"a": "b"}}"#));
+        assert!(may_name_a_group(br#"{"io.containerd.runc.v2.group": "g"}"#));
+        assert!(may_name_a_group(br#"{"x": "\u0041"}"#));
+    }
 }
