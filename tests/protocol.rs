@@ -342,12 +342,18 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
         let message = rpc_message(&err);
         assert!(message.contains(expected), "{id}: {message}");
         assert_released(&fake, id);
+        // The record for `delete` is written once the init's pid is known (before its setup
+        // failed here, for a missing binary) and goes with the failed Create.
+        let record = bundle.join("sibling-state.json");
+        assert!(!record.exists(), "{id}: {} left", record.display());
     }
 
     // Failures after the spawn request went ahead to the spawner (it is sent once the spec is
-    // checked, before the rootfs mount, the cgroup and stdio): a rootfs mount that fails, and
-    // a stdout that cannot be opened once the cgroup exists. Each is reported as such, and the
-    // helper that was waiting for its go-ahead leaves: the daemon's only child is the spawner.
+    // checked, before the rootfs mount, the cgroup and stdio): a rootfs mount that fails (the
+    // cgroup, made at the same time, goes too), a cgroup whose limits cannot be applied (the
+    // rootfs, mounted at the same time, goes too), and a stdout that cannot be opened once the
+    // cgroup exists. Each is reported as such, and the helper that was waiting for its
+    // go-ahead leaves: the daemon's only child is the spawner.
     let mut bad_rootfs =
         fake.create_request("bad-rootfs", &fake.bundle("bad-rootfs", "echo", &[]), "");
     for option in &mut bad_rootfs.rootfs[0].options {
@@ -355,6 +361,14 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
             *option = "lowerdir=/nonexistent/sibling-test-lower".into();
         }
     }
+    let mut spec = template_spec();
+    spec["linux"]["cgroupsPath"] = serde_json::json!(fake.cgroup_path("bad-cgroup"));
+    spec["linux"]["resources"] = serde_json::json!({"cpu": {"cpus": "100000"}});
+    let bad_cgroup = fake.create_request(
+        "bad-cgroup",
+        &fake.bundle_with_spec("bad-cgroup", &spec),
+        "",
+    );
     let missing_stdout = fake.dir.join("no-such-dir").join("stdout");
     let bad_stdout = fake.create_request(
         "bad-stdout",
@@ -363,6 +377,7 @@ fn bad_input_fails_create_with_a_clear_error_and_leaves_nothing() {
     );
     for (request, expected) in [
         (bad_rootfs, "/nonexistent/sibling-test-lower"),
+        (bad_cgroup, "apply cgroup resources"),
         (bad_stdout, "no-such-dir"),
     ] {
         let err = shim.task.create(ctx(), &request).expect_err(&request.id);

@@ -1,9 +1,11 @@
 //! Create: the daemon's orchestration of a new container. `Task::create` sends the spawner the
-//! init's request, acquires the rootfs mount, the cgroup (with its limits and device rules) and
-//! stdio in order while the spawner readies its helper, then hands the helper the cgroup and
-//! stdio (sync 0), and gives every one back if a later step fails, so a failed Create leaves
-//! no mount, cgroup, FIFO reader or process behind. Runs in the daemon.
+//! init's request, acquires the rootfs mount and the cgroup (with its limits and device rules)
+//! at the same time (the mount on a second thread), then stdio, while the spawner readies its
+//! helper; then it hands the helper the cgroup and stdio (sync 0), and gives every one back if
+//! a later step fails, so a failed Create leaves no mount, cgroup, FIFO reader or process
+//! behind. Runs in the daemon.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use super::exit_order::{ExitOrder, InitExitHook};
 use super::options::parse_options;
 use super::process::Kind;
 use super::snapshot_mount::{MountedRootfs, mount_rootfs};
+use super::state_file::{SavedState, StateFile};
 use super::{DEFAULT_CGROUP_PARENT, Daemon, logger, restore};
 use crate::cgroups::{Cgroup, CgroupPath, DeviceRules};
 use crate::container::InitConfig;
@@ -107,16 +110,12 @@ impl Task {
                     .map_err(TaskError::from_spawn)?,
             ),
         };
-        let mut acquired = Acquired {
-            rootfs: mount_rootfs(&req.rootfs, &bundle.join("rootfs"))
-                .map_err(|e| TaskError::invalid(e.to_string()))?,
-            cgroup: None,
-        };
         // With the systemd driver, a scope holder keeps the new scope alive until the init is
         // in it; it is let go (and reaped) right after the spawn, or on any failure.
-        let (cgroup, scope_holder) =
-            create_cgroup(daemon, &req.id, &config.spec, options.systemd_cgroup)?;
-        acquired.cgroup = Some(cgroup);
+        let (mut acquired, scope_holder) =
+            acquire_rootfs_and_cgroup(&req.rootfs, &bundle.join("rootfs"), || {
+                create_cgroup(daemon, &req.id, &config.spec, options.systemd_cgroup)
+            })?;
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -133,6 +132,16 @@ impl Task {
             give_pipes_to(&child_stdio, uid, gid)?;
         }
         let order = Arc::new(exit_order_for(&req.id, &request, acquired.cgroup.as_ref()));
+        // `delete`'s record, written as soon as the init's pid is known: while the init sets
+        // itself up, the daemon only waits. Removed again if the Create fails.
+        let state_file = StateFile::in_bundle(&bundle);
+        let state_written = Cell::new(false);
+        let write_state = |pid: u32| {
+            let rootfs = acquired.rootfs.as_ref().map(MountedRootfs::target);
+            let cgroup = acquired.cgroup.as_ref();
+            state_file.save(&SavedState::new(pid, cgroup, rootfs, &hooks));
+            state_written.set(true);
+        };
         let init = match (&restoring, acquired.cgroup.as_ref(), ahead) {
             (Some((spec, rootfs)), Some(cgroup), _) => restore::restore(
                 daemon,
@@ -146,25 +155,32 @@ impl Task {
                 (&io, child_stdio),
                 &order,
                 &|pid| {
+                    write_state(pid);
                     daemon
                         .events
                         .publish(TASK_CREATE_EVENT_TOPIC, task_create_event(req, pid))
                 },
-            )?,
+            ),
             (_, cgroup, Some(ahead)) => spawn_process(
                 daemon,
                 (&request, Delivery::Ahead(ahead, cgroup)),
                 (&io, child_stdio),
                 (&req.id, Kind::Init, &req.id),
                 &order,
-                Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
-            )?,
-            (_, _, None) => {
-                return Err(TaskError::internal(
-                    "a restore without a cgroup".to_string(),
-                ));
-            }
+                (
+                    Some(&write_state),
+                    Some((TASK_CREATE_EVENT_TOPIC, &|pid| task_create_event(req, pid))),
+                ),
+            ),
+            (_, _, None) => Err(TaskError::internal(
+                "a restore without a cgroup".to_string(),
+            )),
         };
+        let init = init.inspect_err(|_| {
+            if state_written.get() {
+                state_file.remove();
+            }
+        })?;
         drop(scope_holder);
         let rootfs = acquired.rootfs.take();
         let task = Task {
@@ -183,10 +199,76 @@ impl Task {
             criu_path: options.criu_path.clone(),
             held: Mutex::new(Some(Held { rootfs, io })),
         };
-        task.state_file().save(&task);
         Ok(task)
     }
 }
+
+/// The rootfs mount and the cgroup, made at the same time: neither needs the other, and both
+/// lie on Create's path while the spawner's helper waits for them (sync 0). The mount (an
+/// overlayfs superblock) and the cgroup (a directory in every hierarchy, each taking the
+/// kernel's cgroup mutex) are kernel work that shares no lock, so a second thread halves the
+/// wait when a CPU is free. Either failure releases what the other made (`Acquired`), the
+/// mount's error first, as when they ran in turn; without a thread the mount runs here first.
+fn acquire_rootfs_and_cgroup<'d>(
+    mounts: &[containerd_shim_protos::types::mount::Mount],
+    target: &std::path::Path,
+    create_cgroup: impl FnOnce() -> Result<(Cgroup, Option<HeldScope<'d>>), TaskError>,
+) -> Result<(Acquired, Option<HeldScope<'d>>), TaskError> {
+    let (mounted, created) = std::thread::scope(|scope| {
+        let mounting = std::thread::Builder::new()
+            .stack_size(MOUNT_THREAD_STACK)
+            .spawn_scoped(scope, || mount_rootfs(mounts, target));
+        match mounting {
+            Ok(mounting) => {
+                let created = create_cgroup();
+                let mounted = mounting
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (mounted, Some(created))
+            }
+            // No thread to be had (a task limit): one after the other.
+            Err(e) => {
+                log::debug!("mounting the rootfs without a thread of its own: {e}");
+                let mounted = mount_rootfs(mounts, target);
+                let created = mounted.is_ok().then(create_cgroup);
+                (mounted, created)
+            }
+        }
+    });
+    let mut cgroup_error = None;
+    let (cgroup, scope_holder) = match created {
+        Some(Ok((cgroup, holder))) => (Some(cgroup), holder),
+        Some(Err(e)) => {
+            cgroup_error = Some(e);
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let mut acquired = Acquired {
+        rootfs: None,
+        cgroup,
+    };
+    match (mounted, cgroup_error) {
+        (Ok(rootfs), None) => {
+            acquired.rootfs = rootfs;
+            Ok((acquired, scope_holder))
+        }
+        // The holder goes before the cgroup, as in every other failed Create.
+        (Err(e), _) => {
+            drop(scope_holder);
+            drop(acquired);
+            Err(TaskError::invalid(e.to_string()))
+        }
+        (Ok(rootfs), Some(e)) => {
+            acquired.rootfs = rootfs;
+            Err(e)
+        }
+    }
+}
+
+/// The mount thread's stack: mount_rootfs needs a few KiB; the default 2 MiB is mapped for
+/// nothing.
+const MOUNT_THREAD_STACK: usize = 64 * 1024;
 
 /// An init with a PID namespace of its own takes every process of it along when it dies, so no
 /// writer can outlive it: its output goes to the FIFOs directly. Otherwise (the host's or a

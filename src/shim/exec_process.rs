@@ -194,7 +194,7 @@ impl ExecProcess {
             (io, stdio),
             (&task.id, Kind::Exec, &self.exec_id),
             &task.order,
-            None,
+            (None, None),
         )
     }
 

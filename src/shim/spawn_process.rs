@@ -33,13 +33,15 @@ pub(super) enum Delivery<'a> {
 
 /// Asks the spawner for a process, waits until its setup is done (sync 1 and 2) and registers
 /// it with the reaper. The exit of a process that dies before it is registered is parked.
+/// `spawned_hook` runs once sync 1 brought the pid (while the process sets itself up), the
+/// announcement's event is enqueued once it is set up.
 pub(super) fn spawn_process(
     daemon: &Daemon,
     (request, delivery): (&SpawnRequest, Delivery<'_>),
     (io, stdio): (&ProcessIo, [OwnedFd; 3]),
     (container_id, kind, id): (&str, Kind, &str),
     order: &Arc<ExitOrder>,
-    announce: Option<Announce<'_>>,
+    (spawned_hook, announce): (Option<&dyn Fn(u32)>, Option<Announce<'_>>),
 ) -> Result<Arc<Process>, TaskError> {
     let _parking = daemon.exits.begin_spawn();
     let stdio_refs = [&stdio[0], &stdio[1], &stdio[2]];
@@ -53,6 +55,10 @@ pub(super) fn spawn_process(
     let (mut pending, pidfd) = spawned.map_err(TaskError::from_spawn)?;
     // The process has its own copies now; ours would keep output FIFOs from ever reaching EOF.
     drop(stdio);
+    // Sync 1 brought the pid; the process sets itself up while the caller records it.
+    if let Some(spawned_hook) = spawned_hook {
+        spawned_hook(pending.pid.as_raw() as u32);
+    }
     let ready = loop {
         match pending.wait_setup().map_err(TaskError::from_spawn)? {
             Setup::Ready(ready) => break ready,

@@ -1,11 +1,12 @@
 //! What the `delete` action needs when the daemon is gone: a small JSON file in the bundle,
-//! written once Create succeeded and removed on Delete.
+//! written by Create once the init's pid is known (while the init sets itself up), removed on
+//! Delete or when the Create fails.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::task::{Task, TaskHooks};
+use super::task::TaskHooks;
 use crate::cgroups::Cgroup;
 
 const FILE_NAME: &str = "sibling-state.json";
@@ -21,6 +22,26 @@ pub struct SavedState {
     pub hooks: TaskHooks,
 }
 
+impl SavedState {
+    /// What `delete` needs of a container whose init is `pid`.
+    pub fn new(
+        pid: u32,
+        cgroup: Option<&Cgroup>,
+        rootfs: Option<&Path>,
+        hooks: &TaskHooks,
+    ) -> SavedState {
+        SavedState {
+            pid,
+            cgroup: cgroup.cloned(),
+            rootfs: rootfs.map(Path::to_owned),
+            hooks: TaskHooks {
+                poststart: Vec::new(),
+                ..hooks.clone()
+            },
+        }
+    }
+}
+
 pub struct StateFile {
     path: PathBuf,
 }
@@ -32,17 +53,8 @@ impl StateFile {
         }
     }
 
-    pub fn save(&self, task: &Task) {
-        let state = SavedState {
-            pid: task.init.pid,
-            cgroup: task.cgroup.clone(),
-            rootfs: task.rootfs_target().map(Path::to_owned),
-            hooks: TaskHooks {
-                poststart: Vec::new(),
-                ..task.hooks.clone()
-            },
-        };
-        let written = serde_json::to_vec(&state)
+    pub fn save(&self, state: &SavedState) {
+        let written = serde_json::to_vec(state)
             .map_err(std::io::Error::other)
             .and_then(|bytes| std::fs::write(&self.path, bytes));
         if let Err(e) = written {
