@@ -72,6 +72,14 @@ fn read_counter(bundle: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The counter as a snapshot's upper layer holds it (0 when it has none).
+fn read_upper_counter(snapshot: &Path) -> u64 {
+    std::fs::read_to_string(snapshot.join("upper/tmp/count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls (test-side only) until `f` holds or 10 s pass.
 fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -347,6 +355,18 @@ fn checkpoint_with_exit_then_restore_into_a_new_container() {
     let shim_b = fake.start_shim(b, &bundle_b);
     let (stdout_b, lines_b) = fake.output_lines("b-stdout");
     let mut req = fake.create_request(b, &bundle_b, &stdout_b);
+    // As containerd does for a restore into a new container: the new snapshot starts from the
+    // old one's changes, so a file the container had open at the checkpoint (the counter's,
+    // when the dump caught the shell inside `echo > /tmp/count`) is there for CRIU to reopen.
+    let snapshots = fake.dir.join("snapshots");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(snapshots.join(a).join("upper/."))
+        .arg(snapshots.join(b).join("upper"))
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copy a's changes: {copied}");
+    let counted = read_upper_counter(&snapshots.join(b));
     req.options = Some(sibling_options(&criu())).into();
     req.checkpoint = images.display().to_string();
     let created = shim_b.task.create(ctx(), &req).expect("restore");
@@ -356,8 +376,8 @@ fn checkpoint_with_exit_then_restore_into_a_new_container() {
         Some(shim_b.shim_pid().to_string().as_str()),
         "the restored init is not the daemon's child"
     );
-    // Stopped until Start.
-    assert_eq!(read_counter(&bundle_b), 0, "ran before Start");
+    // Stopped until Start: the counter file is as the checkpoint left it.
+    assert_eq!(read_counter(&bundle_b), counted, "ran before Start");
     start(&shim_b, b).expect("start b");
     let first: u64 = lines_b
         .recv_timeout(Duration::from_secs(10))
